@@ -1,0 +1,74 @@
+"""The switching table: every method, its parameter type, its authorization and its handler.
+
+As in dlmgmtd and nwamd, this one table is the whole API at a glance. The server decodes a
+call's parameters into the method's struct (InvalidParameter otherwise) and checks the
+authorization before the handler runs; handlers see only well-formed, permitted requests.
+`global_only` methods are refused to every non-global zone whatever the policy grants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from broker._service import Broker, Caller
+from broker._types import (
+    AssignLinkParams,
+    BootZoneParams,
+    CreateLinkParams,
+    DeleteLinkParams,
+    Empty,
+    GetLinkParams,
+    GetZoneParams,
+    HaltZoneParams,
+    ListLinksParams,
+    ReclaimLinkParams,
+    RenameLinkParams,
+    SetLinkPropertiesParams,
+    SubscribeParams,
+)
+from zones.opener import open_zone
+
+__all__ = ["INTERFACE", "METHODS", "Method"]
+
+INTERFACE = "io.linkbroker"
+Handler = Callable[[Broker, Caller, Any], Awaitable[msgspec.Struct]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    params: type[msgspec.Struct]
+    authorization: str
+    handler: Handler | None  # None: a streaming method, served by the server's stream loop
+    global_only: bool = False
+
+
+async def _boot_zone(broker: Broker, caller: Caller, p: BootZoneParams) -> msgspec.Struct:
+    return await broker.boot_zone(caller, p, open_zone)
+
+
+METHODS: dict[str, Method] = {
+    # name                 parameters                authorization  handler
+    "WhoAmI":            Method(Empty,                   "link.read",   Broker.who_am_i),
+    "ListZones":         Method(Empty,                   "link.read",   Broker.list_zones),
+    "GetZone":           Method(GetZoneParams,           "link.read",   Broker.get_zone),
+    "ListLinks":         Method(ListLinksParams,         "link.read",   Broker.list_links),
+    "GetLink":           Method(GetLinkParams,           "link.read",   Broker.get_link),
+    "CreateLink":        Method(CreateLinkParams,        "link.write",  Broker.create_link),
+    "DeleteLink":        Method(DeleteLinkParams,        "link.write",  Broker.delete_link),
+    "RenameLink":        Method(RenameLinkParams,        "link.write",  Broker.rename_link),
+    "SetLinkProperties": Method(SetLinkPropertiesParams, "link.write",
+                                Broker.set_link_properties),
+    "AssignLink":        Method(AssignLinkParams,        "link.assign", Broker.assign_link,
+                                global_only=True),
+    "ReclaimLink":       Method(ReclaimLinkParams,       "link.assign", Broker.reclaim_link,
+                                global_only=True),
+    "BootZone":          Method(BootZoneParams,          "zone.admin",  _boot_zone,
+                                global_only=True),
+    "HaltZone":          Method(HaltZoneParams,          "zone.admin",  Broker.halt_zone,
+                                global_only=True),
+    "Subscribe":         Method(SubscribeParams,         "event.read",  None),
+}

@@ -1,0 +1,82 @@
+"""Event subscription, as nwamd's: every change is published once, each subscriber gets the
+events its zone may see, rendered as its zone sees them.
+
+A subscriber owns a bounded queue. Publishing never waits: when a subscriber's queue is full it
+is marked overflowed, its stream ends with LimitExceeded and it is dropped, so a stalled client
+can never slow the broker or anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from broker._names import GLOBAL_ZONE
+from broker._types import Event, EventKind, Link
+
+__all__ = ["EventBus", "Subscription"]
+
+# Renders a link as one caller zone sees it (peer/parent/master hidden when invisible).
+LinkRenderer = Callable[[str], Link]
+
+
+@dataclass(eq=False)
+class Subscription:
+    caller: str
+    zone: str | None
+    limit: int
+    queue: asyncio.Queue[Event | None] = field(init=False)
+    overflowed: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.limit)
+
+    def wants(self, zone: str) -> bool:
+        if self.caller != GLOBAL_ZONE:
+            return zone == self.caller
+        return self.zone is None or self.zone == zone
+
+
+class EventBus:
+    def __init__(self, queue_limit: int = 1024) -> None:
+        self.queue_limit = queue_limit
+        self.seq = 0
+        self._subs: set[Subscription] = set()
+
+    def subscribe(self, caller: str, zone: str | None) -> Subscription:
+        sub = Subscription(caller, zone, self.queue_limit)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    def publish(
+        self,
+        kind: EventKind,
+        zone: str,
+        render: LinkRenderer | None = None,
+        old_name: str | None = None,
+    ) -> None:
+        self.seq += 1
+        for sub in list(self._subs):
+            if not sub.wants(zone):
+                continue
+            link = render(sub.caller) if render is not None else None
+            event = Event(kind=kind, zone=zone, seq=self.seq, link=link, old_name=old_name)
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                self._subs.discard(sub)
+                # Wake the stream so it notices; a full queue has no room, so drop one.
+                sub.queue.get_nowait()
+                sub.queue.put_nowait(None)
+
+    def close_all(self) -> None:
+        for sub in list(self._subs):
+            self._subs.discard(sub)
+            if sub.queue.full():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(None)

@@ -1,0 +1,41 @@
+"""Name rules of the contract, checked before anything is touched.
+
+Link names follow the kernel (IFNAMSIZ-1 bytes, dev_valid_name); zone names are the contract's
+own syntax. Both raise InvalidName with the reason, so a caller learns exactly what was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+
+from broker._errors import InvalidName
+
+__all__ = ["GLOBAL_ZONE", "validate_link_name", "validate_zone_name"]
+
+GLOBAL_ZONE = "global"
+_ZONE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_IFNAMSIZ = 16
+
+
+def validate_link_name(name: str) -> str:
+    encoded = name.encode("utf-8", "surrogatepass")
+    if not encoded:
+        raise InvalidName(name, "a link name must not be empty")
+    if len(encoded) >= _IFNAMSIZ:
+        raise InvalidName(name, f"a link name is at most {_IFNAMSIZ - 1} bytes")
+    if name in (".", ".."):
+        raise InvalidName(name, "a link name must not be '.' or '..'")
+    for ch in name:
+        if ch in "/:" or ch.isspace() or ch == "\0":
+            raise InvalidName(name, f"a link name must not contain {ch!r}")
+    return name
+
+
+def validate_zone_name(name: str, *, allow_global: bool = False) -> str:
+    if not 1 <= len(name) <= 64 or not _ZONE_RE.fullmatch(name) or not name.isascii():
+        raise InvalidName(
+            name, "a zone name is 1 to 64 characters of [A-Za-z0-9][A-Za-z0-9_.-]*"
+        )
+    if name == GLOBAL_ZONE and not allow_global:
+        raise InvalidName(name, "the zone name 'global' is reserved")
+    return name

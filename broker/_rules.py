@@ -1,0 +1,109 @@
+"""What a zone sees and may change: the contract's visibility and ownership rules, pure.
+
+The no-oracle rule lives here. A non-global caller naming anything outside its own zone gets
+exactly the error it would get for a name that exists nowhere, built from its own words only
+(the name it sent), so no error, field or ordering tells it what other zones hold. Views of
+links hide `peer`, `parent` and `master` when those live where the caller cannot look.
+"""
+
+from __future__ import annotations
+
+from broker._errors import LinkNotFound, NotOwner, ZoneNotFound
+from broker._names import GLOBAL_ZONE
+from broker._table import LinkRecord, LinkTable, ZoneRecord, ZoneTable
+from broker._types import Link, Zone
+
+__all__ = [
+    "check_may_change",
+    "find_link",
+    "link_view",
+    "target_zone",
+    "visible_links",
+    "zone_view",
+]
+
+
+def target_zone(caller: str, zone: str | None, zones: ZoneTable) -> str:
+    """The zone a request is about: the caller's own unless it names one it may see."""
+    if zone is None or zone == caller:
+        return caller
+    if caller != GLOBAL_ZONE:
+        raise ZoneNotFound(zone)
+    if zone == GLOBAL_ZONE or zones.get(zone) is not None:
+        return zone
+    raise ZoneNotFound(zone)
+
+
+def find_link(
+    caller: str, name: str, zone: str | None, links: LinkTable, zones: ZoneTable
+) -> LinkRecord:
+    link = links.find(target_zone(caller, zone, zones), name)
+    if link is None:
+        raise LinkNotFound(name)
+    return link
+
+
+def visible_links(
+    caller: str, zone: str | None, cls: str | None, links: LinkTable, zones: ZoneTable
+) -> list[LinkRecord]:
+    """A non-global zone's links; for the global zone, one zone's or (no zone) all of them."""
+    if caller == GLOBAL_ZONE and zone is None:
+        found = list(links)
+    else:
+        found = links.in_zone(target_zone(caller, zone, zones))
+    if cls is not None:
+        found = [link for link in found if link.cls == cls]
+    return sorted(found, key=lambda link: link.id)
+
+
+def check_may_change(caller: str, link: LinkRecord, *, lent_ok: bool) -> None:
+    """Owners change their links; a zone may only bring up or set the MTU of a lent link."""
+    if caller in (GLOBAL_ZONE, link.owner):
+        return
+    if link.onloan and link.zone == caller and lent_ok:
+        return
+    raise NotOwner(link.name, link.owner)
+
+
+def _name_if_visible(caller: str, link: LinkRecord | None) -> str | None:
+    if link is None or (caller not in (GLOBAL_ZONE, link.zone)):
+        return None
+    return link.name
+
+
+def link_view(caller: str, link: LinkRecord, links: LinkTable) -> Link:
+    return Link(
+        id=link.id,
+        name=link.name,
+        class_=link.cls,
+        zone=link.zone,
+        owner=link.owner,
+        onloan=link.onloan,
+        persistent=link.persistent,
+        state=("up" if link.up else "down") if link.present else "absent",
+        ifindex=link.ifindex if link.present else None,
+        mac=link.mac,
+        mtu=link.mtu,
+        peer=_name_if_visible(caller, links.get(link.peer_id)),
+        parent=_name_if_visible(caller, links.get(link.parent_id)),
+        master=_name_if_visible(caller, links.get(link.master_id)),
+        mode=link.mode,
+        vni=link.vni,
+        remote=link.remote,
+        local=link.local,
+        port=link.port,
+    )
+
+
+def zone_view(zone: ZoneRecord, links: LinkTable) -> Zone:
+    return Zone(
+        name=zone.name,
+        kind=zone.kind,
+        netns_inode=zone.netns_inode,
+        netns=zone.netns,
+        pid=zone.pid,
+        container=zone.container,
+        root=zone.root,
+        attached=zone.attached,
+        links=sorted(link.name for link in links.in_zone(zone.name)),
+    )

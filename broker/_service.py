@@ -1,0 +1,681 @@
+"""The broker's handlers: decide with the pure rules, act on the kernel, then commit.
+
+Every write follows one order: validate and resolve everything (nothing touched yet); write an
+intent when kernel objects will be created; make the kernel change in as few netlink messages
+as the kernel allows; read back what the kernel made; only then change the table, the store
+(one transaction) and publish events. A failure before the commit leaves the table as it was
+and deletes whatever the kernel had already made.
+
+Locks are per zone (dlmgmtd's per-table locks): a write takes the locks of the zones it
+touches, in name order, so writes in unrelated zones run concurrently and reads take none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from broker._errors import (
+    HaltIncomplete,
+    InvalidName,
+    InvalidParameter,
+    KernelError,
+    LimitExceeded,
+    LinkbrokerError,
+    LinkExists,
+    LinkNotFound,
+    PermissionDenied,
+    ZoneExists,
+    ZoneNotFound,
+)
+from broker._events import EventBus, Subscription
+from broker._names import GLOBAL_ZONE, validate_link_name, validate_zone_name
+from broker._netlink import KernelLink, ZoneNetlink
+from broker._policy import DEFAULT_POLICY, Policy
+from broker._rules import (
+    check_may_change,
+    find_link,
+    link_view,
+    target_zone,
+    visible_links,
+    zone_view,
+)
+from broker._store import Intent, Store
+from broker._table import LinkRecord, LinkTable, ZoneRecord, ZoneTable
+from broker._types import (
+    LINK_CLASSES,
+    AssignLinkParams,
+    BootZoneParams,
+    CreateLinkParams,
+    DeleteLinkParams,
+    Empty,
+    EventKind,
+    GetLinkParams,
+    GetZoneParams,
+    HaltZoneParams,
+    Link,
+    LinkReply,
+    LinksReply,
+    ListLinksParams,
+    ReclaimLinkParams,
+    RenameLinkParams,
+    SetLinkPropertiesParams,
+    SubscribeParams,
+    WhoAmIReply,
+    ZoneReply,
+    ZonesReply,
+)
+from broker.kinds import KINDS, Resolved, classify
+from broker.kinds._base import check_mac
+from zones.handle import ZoneGone, ZoneHandle, host_netns_inode
+
+__all__ = ["Broker", "Caller", "Runtime"]
+
+log = logging.getLogger("linkbroker")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    zone: str
+    uid: int
+    gid: int
+    pid: int
+    authorizations: frozenset[str]
+
+
+@dataclass(slots=True)
+class Runtime:
+    """A booted zone's open resources: its namespace fd and its netlink socket."""
+
+    handle: ZoneHandle | None
+    netlink: ZoneNetlink
+
+    @property
+    def netns_fd(self) -> int | None:
+        return None if self.handle is None else self.handle.netns_fd
+
+    def close(self) -> None:
+        self.netlink.close()
+        if self.handle is not None:
+            self.handle.close()
+
+
+@dataclass
+class Broker:
+    store: Store
+    socket_path: str
+    policy: Policy = DEFAULT_POLICY
+    links: LinkTable = field(default_factory=LinkTable)
+    zones: ZoneTable = field(default_factory=ZoneTable)
+    events: EventBus = field(default_factory=EventBus)
+    runtimes: dict[str, Runtime] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _zone_admin: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, *zones: str) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for zone in sorted(set(zones)):
+                await stack.enter_async_context(self._locks.setdefault(zone, asyncio.Lock()))
+            yield
+
+    def _view(self, caller: str, link: LinkRecord) -> Link:
+        return link_view(caller, link, self.links)
+
+    def _publish(self, kind: EventKind, link: LinkRecord, old_name: str | None = None,
+                 zone: str | None = None) -> None:
+        snapshot = LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
+        self.events.publish(
+            kind, zone or link.zone, lambda c: link_view(c, snapshot, self.links), old_name
+        )
+
+    def _runtime(self, zone: str) -> Runtime:
+        return self.runtimes[zone]
+
+    def record_from_kernel(self, zone: str, owner: str, k: KernelLink,
+                           link_id: int) -> LinkRecord:
+        return LinkRecord(
+            id=link_id, name=k.name, cls=classify(k.kind, k.tun_tap), zone=zone, owner=owner,
+            ifindex=k.ifindex, mac=k.mac, mtu=k.mtu, up=k.up, mode=k.mode, vni=k.vni,
+            remote=k.remote, local=k.local, port=k.port,
+        )
+
+    def refresh(self, link: LinkRecord, k: KernelLink) -> None:
+        link.ifindex, link.mac, link.mtu, link.up = k.ifindex, k.mac, k.mtu, k.up
+        link.present = True
+        master = self.links.by_ifindex(link.zone, k.master) if k.master else None
+        link.master_id = master.id if master else None
+
+    def adopt(self, zone: str, found: list[KernelLink]) -> list[LinkRecord]:
+        """Take kernel links the table lacks into it: owner the zone, class from the kind."""
+        adopted: list[LinkRecord] = []
+        for k in found:
+            if k.name == "lo" or self.links.find(zone, k.name) is not None:
+                continue
+            link = self.record_from_kernel(zone, zone, k, self.links.allocate_id())
+            self.links.add(link)
+            adopted.append(link)
+        for link in adopted:
+            k = next(x for x in found if x.ifindex == link.ifindex)
+            self.refresh(link, k)
+            # Peer and parent within the same namespace (link_netnsid absent) can be named.
+            if k.link and k.link_netnsid is None:
+                other = self.links.by_ifindex(zone, k.link)
+                if other is not None and link.cls == "veth":
+                    link.peer_id, other.peer_id = other.id, link.id
+                elif other is not None:
+                    link.parent_id = other.id
+        return adopted
+
+    # ---- read methods ----------------------------------------------------------------------
+
+    async def who_am_i(self, caller: Caller, _: Empty) -> WhoAmIReply:
+        return WhoAmIReply(zone=caller.zone, uid=caller.uid, gid=caller.gid, pid=caller.pid,
+                           authorizations=sorted(caller.authorizations))
+
+    async def list_zones(self, caller: Caller, _: Empty) -> ZonesReply:
+        if caller.zone == GLOBAL_ZONE:
+            shown = sorted(self.zones, key=lambda z: (z.name != GLOBAL_ZONE, z.name))
+        else:
+            shown = [z for z in self.zones if z.name == caller.zone]
+        return ZonesReply(zones=[zone_view(z, self.links) for z in shown])
+
+    async def get_zone(self, caller: Caller, p: GetZoneParams) -> ZoneReply:
+        zone = self.zones.get(target_zone(caller.zone, p.name, self.zones))
+        assert zone is not None
+        return ZoneReply(zone=zone_view(zone, self.links))
+
+    async def list_links(self, caller: Caller, p: ListLinksParams) -> LinksReply:
+        if p.class_ is not None and p.class_ not in LINK_CLASSES:
+            raise InvalidParameter("class")
+        found = visible_links(caller.zone, p.zone, p.class_, self.links, self.zones)
+        return LinksReply(links=[self._view(caller.zone, link) for link in found])
+
+    async def get_link(self, caller: Caller, p: GetLinkParams) -> LinkReply:
+        link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
+        return LinkReply(link=self._view(caller.zone, link))
+
+    # ---- link writes -----------------------------------------------------------------------
+
+    def _resolve_in(self, caller: str, zone: str, name: str, *, global_too: bool) -> LinkRecord:
+        """A link the caller names as a parent or master: in `zone`, else (global) in global."""
+        link = self.links.find(zone, name)
+        if link is None and global_too and caller == GLOBAL_ZONE:
+            link = self.links.find(GLOBAL_ZONE, name)
+        if link is None or not link.present:
+            raise LinkNotFound(name)
+        return link
+
+    def _check_limit(self, zone: str, adding: int) -> None:
+        limit = self.policy.link_limit(zone)
+        if limit is not None and len(self.links.in_zone(zone)) + adding > limit:
+            raise LimitExceeded(f"links in zone {zone}", limit)
+
+    async def create_link(self, caller: Caller, p: CreateLinkParams) -> LinkReply:
+        spec = p.link
+        kind = KINDS[spec.class_]
+        kind.validate(spec)
+        validate_link_name(spec.name)
+        if spec.peer is not None:
+            validate_link_name(spec.peer)
+        zone = target_zone(caller.zone, spec.zone, self.zones)
+        peer_zone = target_zone(caller.zone, spec.peer_zone or zone, self.zones)
+        owner = caller.zone
+        async with self._locked(zone, peer_zone):
+            for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
+                if name is not None and self.links.name_taken(z, name):
+                    raise LinkExists(name)
+            if spec.peer is not None and zone == peer_zone and spec.peer == spec.name:
+                raise LinkExists(spec.peer)
+            self._check_limit(zone, 1 if peer_zone != zone or spec.peer is None else 2)
+            if peer_zone != zone:
+                self._check_limit(peer_zone, 1)
+            parent = master = None
+            if spec.parent is not None:
+                parent = self._resolve_in(caller.zone, zone, spec.parent, global_too=True)
+            if spec.master is not None:
+                master = self._resolve_in(caller.zone, zone, spec.master, global_too=False)
+                if master.cls != "bridge":
+                    raise InvalidParameter("link.master")
+            resolved = Resolved(
+                parent_ifindex=parent.ifindex if parent else None,
+                master_ifindex=master.ifindex if master else None,
+            )
+            request = kind.request(spec, resolved)
+            attrs = request.attrs
+            if spec.mtu is not None:
+                attrs["mtu"] = spec.mtu
+            if spec.mac is not None:
+                attrs["address"] = spec.mac
+            if spec.up:
+                attrs["state"] = "up"
+            if master is not None:
+                attrs["master"] = master.ifindex
+            if spec.peer is not None:
+                attrs["peer"] = dict(attrs["peer"])
+                if spec.mtu is not None:
+                    attrs["peer"]["mtu"] = spec.mtu
+                if peer_zone != zone:
+                    attrs["peer"]["net_ns_fd"] = self._runtime(peer_zone).netns_fd
+                    if attrs["peer"]["net_ns_fd"] is None:  # the peer goes to the host
+                        attrs["peer"]["net_ns_fd"] = self._host_fd()
+            # Where the message goes: to the parent's zone when the parent lives elsewhere
+            # (the kernel places the new link straight into `zone`), else to `zone` itself.
+            sender = self._runtime(parent.zone if parent and parent.zone != zone else zone)
+            target_fd = None
+            if parent is not None and parent.zone != zone:
+                target_fd = self._runtime(zone).netns_fd
+                if target_fd is None:
+                    target_fd = self._host_fd()
+
+            link_id = self.links.allocate_id()
+            peer_id = self.links.allocate_id() if spec.peer is not None else None
+            planned = [(zone, spec.name)] + ([(peer_zone, spec.peer)] if spec.peer else [])
+            with self.store.transaction():
+                self.store.set_next_id(self.links.next_id)
+                self.store.put_intent(Intent(link_id, planned))
+
+            await sender.netlink.create(spec.name, request, spec.class_, target_fd)
+            try:
+                made = await self._read_back(zone, spec.name)
+                if request.ioctl_tap and (spec.mtu or spec.mac or spec.up or master):
+                    props = {k: v for k, v in attrs.items()
+                             if k in ("mtu", "address", "master", "state")}
+                    await self._runtime(zone).netlink.set(made.ifindex, f"configure {spec.name}",
+                                                          **props)
+                    made = await self._read_back(zone, spec.name)
+                peer_made = await self._read_back(peer_zone, spec.peer) if spec.peer else None
+            except BaseException:
+                await self._undo_create(zone, spec.name)
+                with contextlib.suppress(LinkbrokerError, OSError):
+                    self.store.delete_intent(link_id)
+                raise
+
+            link = self.record_from_kernel(zone, owner, made, link_id)
+            link.cls = spec.class_
+            link.persistent = bool(spec.persistent)
+            link.parent_id = parent.id if parent else None
+            link.master_id = master.id if master else None
+            if owner == GLOBAL_ZONE and zone != GLOBAL_ZONE:
+                link.home_name = spec.name
+            added = [link]
+            if peer_made is not None and peer_id is not None:
+                peer = self.record_from_kernel(peer_zone, owner, peer_made, peer_id)
+                peer.persistent = link.persistent
+                peer.peer_id, link.peer_id = link.id, peer.id
+                if owner == GLOBAL_ZONE and peer_zone != GLOBAL_ZONE:
+                    peer.home_name = spec.peer
+                added.append(peer)
+            for rec in added:
+                self.links.add(rec)
+            with self.store.transaction():
+                self.store.put_links(added)
+                self.store.delete_intent(link_id)
+            for rec in added:
+                self._publish("link_added", rec)
+            return LinkReply(link=self._view(caller.zone, link))
+
+    def _host_fd(self) -> int:
+        handle = self._runtime(GLOBAL_ZONE).handle
+        assert handle is not None, "the global runtime holds the host namespace fd"
+        return handle.netns_fd
+
+    async def _read_back(self, zone: str, name: str) -> KernelLink:
+        made = await self._runtime(zone).netlink.get(name)
+        if made is None:
+            raise KernelError(errno.ENODEV, f"link {name} vanished right after it was made")
+        return made
+
+    async def _undo_create(self, zone: str, name: str) -> None:
+        with contextlib.suppress(LinkbrokerError):
+            found = await self._runtime(zone).netlink.get(name)
+            if found is not None:
+                await self._runtime(zone).netlink.delete(found.ifindex)
+
+    async def delete_link(self, caller: Caller, p: DeleteLinkParams) -> Empty:
+        link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
+        check_may_change(caller.zone, link, lent_ok=False)
+        peer = self.links.get(link.peer_id)
+        zones = [link.zone] + ([peer.zone] if peer else [])
+        async with self._locked(*zones):
+            if self.links.get(link.id) is not link:  # deleted while we waited
+                raise LinkNotFound(p.name)
+            if link.present and link.ifindex is not None and link.zone in self.runtimes:
+                await self._runtime(link.zone).netlink.delete(link.ifindex)
+            gone = [link] + ([peer] if peer else [])
+            gone += await self._vanished_children(link)
+            self._forget(gone)
+            return Empty()
+
+    async def _vanished_children(self, link: LinkRecord) -> list[LinkRecord]:
+        """Links the kernel removed along with `link` (macvlans over it)."""
+        gone = []
+        for other in self.links:
+            if other.parent_id == link.id and other.present and other.ifindex is not None:
+                rt = self.runtimes.get(other.zone)
+                if rt is None or await rt.netlink.get_index(other.ifindex) is None:
+                    gone.append(other)
+        return gone
+
+    def _forget(self, gone: list[LinkRecord]) -> None:
+        for rec in gone:
+            self.links.remove(rec.id)
+        self.store.delete_links(rec.id for rec in gone)
+        for rec in gone:
+            self._publish("link_removed", rec)
+
+    async def rename_link(self, caller: Caller, p: RenameLinkParams) -> LinkReply:
+        validate_link_name(p.new_name)
+        link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
+        check_may_change(caller.zone, link, lent_ok=False)
+        async with self._locked(link.zone):
+            if self.links.get(link.id) is not link:
+                raise LinkNotFound(p.name)
+            if p.new_name == link.name:
+                return LinkReply(link=self._view(caller.zone, link))
+            if self.links.name_taken(link.zone, p.new_name):
+                raise LinkExists(p.new_name)
+            old = link.name
+            if link.present and link.ifindex is not None:
+                await self._runtime(link.zone).netlink.set(
+                    link.ifindex, f"rename {old} to {p.new_name}", ifname=p.new_name)
+            self.links.place(link, link.zone, p.new_name)
+            if link.home_name is not None and link.zone == GLOBAL_ZONE:
+                link.home_name = None
+            self.store.put_links([link])
+            self._publish("link_renamed", link, old_name=old)
+            return LinkReply(link=self._view(caller.zone, link))
+
+    async def set_link_properties(self, caller: Caller, p: SetLinkPropertiesParams) -> LinkReply:
+        link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
+        owner_only = p.mac is not None or p.master is not None
+        check_may_change(caller.zone, link, lent_ok=not owner_only)
+        if p.mtu is not None and not 68 <= p.mtu <= 65535:
+            raise InvalidParameter("mtu")
+        if p.mac is not None:
+            check_mac(p.mac, "mac")
+        async with self._locked(link.zone):
+            if self.links.get(link.id) is not link:
+                raise LinkNotFound(p.name)
+            master: LinkRecord | None = None
+            if p.master:
+                master = self.links.find(link.zone, p.master)
+                if master is None:
+                    raise LinkNotFound(p.master)
+                if master.cls != "bridge" or master is link:
+                    raise InvalidParameter("master")
+            attrs: dict[str, object] = {}
+            if p.mtu is not None:
+                attrs["mtu"] = p.mtu
+            if p.mac is not None:
+                attrs["address"] = p.mac
+            if p.up is not None:
+                attrs["state"] = p.up
+            if p.master is not None:
+                attrs["master"] = master.ifindex if master else 0
+            if not attrs:
+                return LinkReply(link=self._view(caller.zone, link))
+            if not link.present or link.ifindex is None:
+                raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")
+            rt = self._runtime(link.zone)
+            await rt.netlink.set(link.ifindex, f"set properties of {link.name}", **attrs)
+            now = await rt.netlink.get_index(link.ifindex)
+            if now is not None:
+                self.refresh(link, now)
+            self.store.put_links([link])
+            self._publish("link_changed", link)
+            return LinkReply(link=self._view(caller.zone, link))
+
+    # ---- lending ---------------------------------------------------------------------------
+
+    async def assign_link(self, caller: Caller, p: AssignLinkParams) -> LinkReply:
+        link = find_link(caller.zone, p.name, GLOBAL_ZONE, self.links, self.zones)
+        if p.zone == GLOBAL_ZONE:
+            raise InvalidParameter("zone")
+        zone = target_zone(caller.zone, p.zone, self.zones)
+        if link.cls == "phys" and not self.policy.phys_assignable(link.name):
+            raise PermissionDenied("AssignLink", "link.assign")
+        async with self._locked(GLOBAL_ZONE, zone):
+            if self.links.get(link.id) is not link or link.zone != GLOBAL_ZONE:
+                raise LinkNotFound(p.name)
+            if self.links.name_taken(zone, link.name):
+                raise LinkExists(link.name)
+            self._check_limit(zone, 1)
+            await self._move(link, zone, link.name)
+            link.home_name = link.home_name or link.name
+            self.store.put_links([link])
+            self._publish("link_assigned", link)
+            return LinkReply(link=self._view(caller.zone, link))
+
+    async def _move(self, link: LinkRecord, zone: str, name: str) -> None:
+        if link.present and link.ifindex is not None:
+            target_fd = self._runtime(zone).netns_fd
+            if target_fd is None:
+                target_fd = self._host_fd()
+            await self._runtime(link.zone).netlink.move(
+                link.ifindex, target_fd, name, f"move {link.name} to zone {zone}")
+        for other in self.links:  # a bridge's ports stay behind, a port leaves its bridge
+            if other.master_id == link.id:
+                other.master_id = None
+        link.master_id = None
+        self.links.place(link, zone, name)
+        if link.present:
+            found = await self._runtime(zone).netlink.get(name)
+            if found is not None:
+                self.refresh(link, found)
+
+    async def reclaim_link(self, caller: Caller, p: ReclaimLinkParams) -> LinkReply:
+        if p.zone is not None:
+            candidates = [find_link(caller.zone, p.name, p.zone, self.links, self.zones)]
+        else:
+            candidates = [x for x in self.links if x.onloan and x.name == p.name]
+        candidates = [x for x in candidates if x.onloan]
+        if not candidates:
+            raise LinkNotFound(p.name)
+        if len(candidates) > 1:
+            raise InvalidParameter("zone")
+        link = candidates[0]
+        zone = link.zone
+        async with self._locked(GLOBAL_ZONE, zone):
+            if self.links.get(link.id) is not link or not link.onloan:
+                raise LinkNotFound(p.name)
+            home = link.home_name or link.name
+            if self.links.name_taken(GLOBAL_ZONE, home):
+                raise LinkExists(home)
+            await self._move(link, GLOBAL_ZONE, home)
+            link.home_name = None
+            self.store.put_links([link])
+            self._publish("link_reclaimed", link, zone=zone)
+            return LinkReply(link=self._view(caller.zone, link))
+
+    # ---- zones -----------------------------------------------------------------------------
+
+    async def boot_zone(self, caller: Caller, p: BootZoneParams,
+                        opener: Callable[[BootZoneParams], tuple[str, ZoneHandle, str | None]]
+                        ) -> ZoneReply:
+        validate_zone_name(p.name)
+        given = [n for n in ("netns", "pid", "container") if getattr(p, n) is not None]
+        if len(given) != 1:
+            raise InvalidParameter(given[1] if given else "netns")
+        async with self._zone_admin:
+            if self.zones.get(p.name) is not None:
+                raise ZoneExists(p.name)
+            try:
+                kind, handle, container = await asyncio.to_thread(opener, p)
+            except ZoneGone as exc:
+                raise KernelError(errno.ENOENT, str(exc)) from None
+            try:
+                other = self.zones.by_inode(handle.netns_inode)
+                if other is not None or handle.netns_inode == host_netns_inode():
+                    raise ZoneExists(other.name if other else GLOBAL_ZONE)
+                zone = ZoneRecord(
+                    name=p.name, kind=kind, netns_inode=handle.netns_inode,  # type: ignore[arg-type]
+                    netns=p.netns, pid=handle.pid, pid_start=handle.pid_start,
+                    container=container, root=handle.root,
+                )
+                await self.start_zone(zone, handle, attach=p.attach is not False)
+            except BaseException:
+                if p.name not in self.runtimes:
+                    handle.close()
+                raise
+            self._publish_zone("zone_booted", zone.name)
+            return ZoneReply(zone=zone_view(zone, self.links))
+
+    async def start_zone(self, zone: ZoneRecord, handle: ZoneHandle | None, *,
+                         attach: bool) -> None:
+        """Open the zone's netlink socket, adopt its links, attach the socket, record it."""
+        netlink = ZoneNetlink.open(handle.netns_fd if handle else None)
+        try:
+            found = await netlink.dump()
+        except BaseException:
+            netlink.close()
+            raise
+        self.runtimes[zone.name] = Runtime(handle, netlink)
+        self.zones.add(zone)
+        self.reconcile_zone(zone.name, found)
+        if attach and zone.pid is not None:
+            zone.attached = await self.attach(zone)
+        if zone.name != GLOBAL_ZONE:
+            self.store.put_zone(zone)
+
+    def reconcile_zone(self, zone: str, found: list[KernelLink]) -> None:
+        """Make the zone's table rows agree with what its kernel holds."""
+        by_name = {k.name: k for k in found}
+        stale: list[LinkRecord] = []
+        for link in self.links.in_zone(zone):
+            k = by_name.get(link.name)
+            if k is not None and classify(k.kind, k.tun_tap) in (link.cls, "phys"):
+                self.refresh(link, k)
+            elif link.persistent:
+                link.present, link.ifindex = False, None
+            else:
+                stale.append(link)
+        for link in stale:
+            self.links.remove(link.id)
+        adopted = self.adopt(zone, found)
+        with self.store.transaction():
+            self.store.delete_links(link.id for link in stale)
+            self.store.put_links(self.links.in_zone(zone))
+            self.store.set_next_id(self.links.next_id)
+        for link in stale:
+            self._publish("link_removed", link)
+        for link in adopted:
+            self._publish("link_added", link)
+
+    async def attach(self, zone: ZoneRecord) -> bool:
+        from zones.attach import attach_socket
+
+        assert zone.pid is not None
+        try:
+            result = await asyncio.to_thread(attach_socket, self.socket_path, zone.pid)
+        except Exception as exc:
+            log.warning("zone %s: socket not attached: %s", zone.name, exc)
+            return False
+        if not result.attached:
+            log.warning("zone %s: socket not attached: %s", zone.name, result.reason)
+        return result.attached
+
+    def _publish_zone(self, kind: EventKind, zone: str) -> None:
+        self.events.publish(kind, zone)
+
+    async def halt_zone(self, caller: Caller, p: HaltZoneParams) -> Empty:
+        if p.name == GLOBAL_ZONE:
+            raise InvalidName(p.name, "the global zone cannot be halted")
+        async with self._zone_admin:
+            if self.zones.get(p.name) is None:
+                raise ZoneNotFound(p.name)
+            errors = await self.teardown_zone(p.name)
+        if errors:
+            raise HaltIncomplete(p.name, errors)
+        return Empty()
+
+    async def teardown_zone(self, name: str) -> list[str]:
+        """Every step runs even when an earlier one failed; the failures are returned."""
+        errors: list[str] = []
+        zone = self.zones.get(name)
+        assert zone is not None
+        async with self._locked(GLOBAL_ZONE, name):
+            for link in sorted(self.links.in_zone(name), key=lambda x: x.id):
+                if self.links.get(link.id) is not link:
+                    continue  # gone with its veth peer
+                try:
+                    if link.onloan:
+                        await self._return_home(link, name)
+                    else:
+                        await self._remove_owned(link)
+                except (LinkbrokerError, OSError) as exc:
+                    errors.append(f"link {link.name}: {exc}")
+                    self.links.remove(link.id)
+                    self.store.delete_links([link.id])
+            if zone.attached and zone.pid is not None:
+                try:
+                    from zones.attach import detach_socket
+
+                    await asyncio.to_thread(detach_socket, zone.pid)
+                except Exception as exc:
+                    errors.append(f"detach socket: {exc}")
+                zone.attached = False
+            rt = self.runtimes.pop(name, None)
+            if rt is not None:
+                rt.close()
+            self.zones.remove(name)
+            self.store.delete_zone(name)
+        self._publish_zone("zone_halted", name)
+        return errors
+
+    async def _return_home(self, link: LinkRecord, zone: str) -> None:
+        home = link.home_name or link.name
+        if self.links.name_taken(GLOBAL_ZONE, home):
+            home = self._free_global_name(link)
+        await self._move(link, GLOBAL_ZONE, home)
+        link.home_name = None
+        self.store.put_links([link])
+        self._publish("link_reclaimed", link, zone=zone)
+
+    def _free_global_name(self, link: LinkRecord) -> str:
+        n = link.id
+        while True:
+            candidate = f"lb{n}"
+            if not self.links.name_taken(GLOBAL_ZONE, candidate):
+                return candidate
+            n += 1
+
+    async def _remove_owned(self, link: LinkRecord) -> None:
+        if link.present and link.ifindex is not None:
+            await self._runtime(link.zone).netlink.delete(link.ifindex)
+        if link.persistent:
+            link.present, link.ifindex = False, None
+            self.store.put_links([link])
+            peer = self.links.get(link.peer_id)
+            if peer is not None and peer.persistent:
+                peer.present, peer.ifindex = False, None
+                self.store.put_links([peer])
+            return
+        gone = [link]
+        peer = self.links.get(link.peer_id)
+        if peer is not None and peer.zone == link.zone:
+            gone.append(peer)
+        elif peer is not None:
+            gone.append(peer)  # the kernel removed the other end too
+        self._forget(gone)
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def subscribe(self, caller: Caller, p: SubscribeParams) -> Subscription:
+        zone = None if p.zone is None else target_zone(caller.zone, p.zone, self.zones)
+        return self.events.subscribe(caller.zone, zone)
+
+    # ---- shutdown --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.events.close_all()
+        for rt in self.runtimes.values():
+            rt.close()
+        self.runtimes.clear()
+

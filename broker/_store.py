@@ -1,0 +1,131 @@
+"""The state store: SQLite in WAL mode under --state-dir, written before any reply goes out.
+
+Rows hold msgspec-encoded records, so the schema is the dataclasses'. Every change is one
+transaction. Before a kernel link is made the broker writes an *intent* (the ID counter and the
+names it is about to create) in its own transaction; the link rows replace the intent only after
+the kernel confirms. A broker killed in between finds the intent at start and removes what the
+kernel may hold under those names: a link nobody was told about is an orphan, not a link.
+WAL with synchronous=NORMAL survives a killed process (every commit is in the WAL before the
+call returns); only a power loss can drop the newest commits.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import msgspec
+
+from broker._table import LinkRecord, ZoneRecord
+
+__all__ = ["Intent", "Loaded", "Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS zones (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS links (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+"""
+
+
+class Intent(msgspec.Struct, frozen=True):
+    """Kernel links (zone, name) a request is about to create under link ID `id`."""
+
+    id: int
+    links: list[tuple[str, str]]
+
+
+@dataclass
+class Loaded:
+    next_id: int
+    zones: list[ZoneRecord] = field(default_factory=list)
+    links: list[LinkRecord] = field(default_factory=list)
+    intents: list[Intent] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, state_dir: str) -> None:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        os.chmod(state_dir, 0o700)
+        self.path = os.path.join(state_dir, "linkbroker.db")
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._in_tx = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load(self) -> Loaded:
+        row = self._db.execute("SELECT value FROM meta WHERE key='next_id'").fetchone()
+        loaded = Loaded(next_id=int(row[0]) if row else 1)
+        for (body,) in self._db.execute("SELECT body FROM zones"):
+            loaded.zones.append(msgspec.msgpack.decode(body, type=ZoneRecord))
+        for (body,) in self._db.execute("SELECT body FROM links ORDER BY id"):
+            loaded.links.append(msgspec.msgpack.decode(body, type=LinkRecord))
+        for (body,) in self._db.execute("SELECT body FROM intents ORDER BY id"):
+            loaded.intents.append(msgspec.msgpack.decode(body, type=Intent))
+        return loaded
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One atomic commit; nesting joins the outer transaction."""
+        if self._in_tx:
+            yield self
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield self
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    def set_next_id(self, next_id: int) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES('next_id', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (next_id,),
+            )
+
+    def put_links(self, links: Iterable[LinkRecord]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO links(id, body) VALUES(?, ?)",
+                [(link.id, msgspec.msgpack.encode(link)) for link in links],
+            )
+
+    def delete_links(self, ids: Iterable[int]) -> None:
+        with self.transaction():
+            self._db.executemany("DELETE FROM links WHERE id=?", [(i,) for i in ids])
+
+    def put_zone(self, zone: ZoneRecord) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO zones(name, body) VALUES(?, ?)",
+                (zone.name, msgspec.msgpack.encode(zone)),
+            )
+
+    def delete_zone(self, name: str) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM zones WHERE name=?", (name,))
+
+    def put_intent(self, intent: Intent) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO intents(id, body) VALUES(?, ?)",
+                (intent.id, msgspec.msgpack.encode(intent)),
+            )
+
+    def delete_intent(self, intent_id: int) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM intents WHERE id=?", (intent_id,))

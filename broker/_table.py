@@ -1,0 +1,164 @@
+"""The link table and the zone table: the broker's whole memory, with no I/O.
+
+Records are plain mutable dataclasses owned by the tables; only the service mutates them, and
+only after the kernel has confirmed a change (the table never runs ahead of the kernel).
+Indexes: links by ID, and by (zone, name) so a zone's lookups and listings cost the same
+whatever the other zones hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from broker._names import GLOBAL_ZONE
+from broker._types import LinkClass, ZoneKind
+
+__all__ = ["LinkRecord", "LinkTable", "ZoneRecord", "ZoneTable"]
+
+
+@dataclass(slots=True)
+class LinkRecord:
+    id: int
+    name: str
+    cls: LinkClass
+    zone: str
+    owner: str
+    persistent: bool = False
+    present: bool = True
+    # The name the link returns home under when it is on loan (its name in the global zone).
+    home_name: str | None = None
+    ifindex: int | None = None
+    mac: str | None = None
+    mtu: int | None = None
+    up: bool = False
+    peer_id: int | None = None
+    parent_id: int | None = None
+    master_id: int | None = None
+    mode: str | None = None
+    vni: int | None = None
+    remote: str | None = None
+    local: str | None = None
+    port: int | None = None
+
+    @property
+    def onloan(self) -> bool:
+        return self.owner == GLOBAL_ZONE and self.zone != GLOBAL_ZONE
+
+
+@dataclass(slots=True)
+class ZoneRecord:
+    name: str
+    kind: ZoneKind
+    netns_inode: int
+    netns: str | None = None
+    pid: int | None = None
+    # Start time of `pid` (clock ticks since boot): a recycled pid has another one.
+    pid_start: int | None = None
+    container: str | None = None
+    root: str | None = None
+    attached: bool = False
+
+
+class ZoneTable:
+    """Booted zones by name and by network namespace inode."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, ZoneRecord] = {}
+        self._by_inode: dict[int, ZoneRecord] = {}
+
+    def add(self, zone: ZoneRecord) -> None:
+        assert zone.name not in self._by_name and zone.netns_inode not in self._by_inode
+        self._by_name[zone.name] = zone
+        self._by_inode[zone.netns_inode] = zone
+
+    def remove(self, name: str) -> ZoneRecord | None:
+        zone = self._by_name.pop(name, None)
+        if zone is not None:
+            self._by_inode.pop(zone.netns_inode, None)
+        return zone
+
+    def get(self, name: str) -> ZoneRecord | None:
+        return self._by_name.get(name)
+
+    def by_inode(self, inode: int) -> ZoneRecord | None:
+        return self._by_inode.get(inode)
+
+    def __iter__(self) -> Iterator[ZoneRecord]:
+        return iter(list(self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+@dataclass
+class LinkTable:
+    """Links by ID and by (zone, name); IDs come from a counter that only grows."""
+
+    next_id: int = 1
+    _by_id: dict[int, LinkRecord] = field(default_factory=dict)
+    _by_zone: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def allocate_id(self) -> int:
+        link_id = self.next_id
+        self.next_id += 1
+        return link_id
+
+    def add(self, link: LinkRecord) -> None:
+        names = self._by_zone.setdefault(link.zone, {})
+        assert link.name not in names, f"{link.zone}/{link.name} already in the table"
+        assert link.id not in self._by_id
+        self._by_id[link.id] = link
+        names[link.name] = link.id
+        self.next_id = max(self.next_id, link.id + 1)
+
+    def remove(self, link_id: int) -> LinkRecord | None:
+        link = self._by_id.pop(link_id, None)
+        if link is not None:
+            names = self._by_zone.get(link.zone, {})
+            if names.get(link.name) == link_id:
+                del names[link.name]
+            for other in self._by_id.values():
+                if other.peer_id == link_id:
+                    other.peer_id = None
+                if other.master_id == link_id:
+                    other.master_id = None
+                if other.parent_id == link_id:
+                    other.parent_id = None
+        return link
+
+    def place(self, link: LinkRecord, zone: str, name: str) -> None:
+        """Move and/or rename a link in the indexes."""
+        old = self._by_zone.get(link.zone, {})
+        if old.get(link.name) == link.id:
+            del old[link.name]
+        link.zone, link.name = zone, name
+        names = self._by_zone.setdefault(zone, {})
+        assert name not in names, f"{zone}/{name} already in the table"
+        names[name] = link.id
+
+    def get(self, link_id: int | None) -> LinkRecord | None:
+        return None if link_id is None else self._by_id.get(link_id)
+
+    def find(self, zone: str, name: str) -> LinkRecord | None:
+        link_id = self._by_zone.get(zone, {}).get(name)
+        return None if link_id is None else self._by_id[link_id]
+
+    def by_ifindex(self, zone: str, ifindex: int) -> LinkRecord | None:
+        for link_id in self._by_zone.get(zone, {}).values():
+            link = self._by_id[link_id]
+            if link.ifindex == ifindex and link.present:
+                return link
+        return None
+
+    def in_zone(self, zone: str) -> list[LinkRecord]:
+        return [self._by_id[i] for i in self._by_zone.get(zone, {}).values()]
+
+    def name_taken(self, zone: str, name: str) -> bool:
+        return name in self._by_zone.get(zone, {})
+
+    def __iter__(self) -> Iterator[LinkRecord]:
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)

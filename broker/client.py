@@ -1,0 +1,204 @@
+"""A small typed client of io.linkbroker, used by linkadm, the agent, tests and benchmarks.
+
+Transport apart from API (httpx's habit): `Connection` moves frames over the socket;
+`Client` is the typed API over one connection. Error replies come back as the same
+exception classes the broker raised (broker._errors), so callers catch `LinkNotFound`, not
+strings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import msgspec
+
+from broker._errors import (
+    ContractError,
+    HaltIncomplete,
+    InvalidName,
+    InvalidParameter,
+    KernelError,
+    LimitExceeded,
+    LinkbrokerError,
+    LinkExists,
+    LinkNotFound,
+    NotOwner,
+    PermissionDenied,
+    RemoteError,
+    Unsupported,
+    ZoneExists,
+    ZoneNotFound,
+    ZoneNotRegistered,
+    error_from_wire,
+)
+from broker._types import Event, Link, LinkSpec, WhoAmIReply, Zone
+from broker._wire import FrameBuffer, decode_reply, encode_call
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "Client",
+    "ContractError",
+    "Event",
+    "HaltIncomplete",
+    "InvalidName",
+    "InvalidParameter",
+    "KernelError",
+    "LimitExceeded",
+    "Link",
+    "LinkExists",
+    "LinkNotFound",
+    "LinkSpec",
+    "LinkbrokerError",
+    "NotOwner",
+    "PermissionDenied",
+    "RemoteError",
+    "Unsupported",
+    "WhoAmIReply",
+    "Zone",
+    "ZoneExists",
+    "ZoneNotFound",
+    "ZoneNotRegistered",
+    "default_socket",
+]
+
+DEFAULT_SOCKET = "/run/linkbroker/broker.sock"
+_T = TypeVar("_T")
+
+
+def default_socket(explicit: str | None = None) -> str:
+    """--socket, then $LINKBROKER_SOCKET, then the default path (the contract's order)."""
+    return explicit or os.environ.get("LINKBROKER_SOCKET") or DEFAULT_SOCKET
+
+
+class Connection:
+    """One Unix-socket connection carrying NUL-framed Varlink messages."""
+
+    def __init__(self, path: str, timeout: float | None = 60.0) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(path)
+        except OSError:
+            self._sock.close()
+            raise
+        self._frames = FrameBuffer()
+        self._pending: list[bytes] = []
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def send(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def receive(self) -> bytes:
+        while not self._pending:
+            data = self._sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the broker closed the connection")
+            self._pending.extend(self._frames.feed(data))
+        return self._pending.pop(0)
+
+    def call(self, method: str, parameters: dict[str, Any] | msgspec.Struct | None = None
+             ) -> dict[str, Any]:
+        self.send(encode_call(method, parameters))
+        return _result(self.receive())
+
+    def stream(self, method: str, parameters: dict[str, Any] | None = None
+               ) -> Iterator[dict[str, Any]]:
+        self.send(encode_call(method, parameters, more=True))
+        while True:
+            frame = self.receive()
+            yield _result(frame)
+            if not decode_reply(frame).continues:
+                return
+
+
+def _result(frame: bytes) -> dict[str, Any]:
+    reply = decode_reply(frame)
+    if reply.error is not None:
+        raise error_from_wire(reply.error, reply.parameters)
+    return reply.parameters or {}
+
+
+def _convert(value: Any, type_: type[_T]) -> _T:
+    return msgspec.convert(value, type_)
+
+
+def _params(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+class Client:
+    """The typed io.linkbroker API over one connection (not shared between threads)."""
+
+    def __init__(self, path: str | None = None, timeout: float | None = 60.0) -> None:
+        self.conn = Connection(default_socket(path), timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        return self.conn.call(f"io.linkbroker.{method}", _params(**params))
+
+    def who_am_i(self) -> WhoAmIReply:
+        return _convert(self._call("WhoAmI"), WhoAmIReply)
+
+    def list_zones(self) -> list[Zone]:
+        return _convert(self._call("ListZones")["zones"], list[Zone])
+
+    def get_zone(self, name: str | None = None) -> Zone:
+        return _convert(self._call("GetZone", name=name)["zone"], Zone)
+
+    def boot_zone(self, name: str, *, netns: str | None = None, pid: int | None = None,
+                  container: str | None = None, attach: bool | None = None) -> Zone:
+        reply = self._call("BootZone", name=name, netns=netns, pid=pid, container=container,
+                           attach=attach)
+        return _convert(reply["zone"], Zone)
+
+    def halt_zone(self, name: str) -> None:
+        self._call("HaltZone", name=name)
+
+    def list_links(self, zone: str | None = None, cls: str | None = None) -> list[Link]:
+        reply = self._call("ListLinks", zone=zone, **{"class": cls})
+        return _convert(reply["links"], list[Link])
+
+    def get_link(self, name: str, zone: str | None = None) -> Link:
+        return _convert(self._call("GetLink", name=name, zone=zone)["link"], Link)
+
+    def create_link(self, spec: LinkSpec) -> Link:
+        return _convert(self._call("CreateLink", link=msgspec.to_builtins(spec))["link"], Link)
+
+    def delete_link(self, name: str, zone: str | None = None) -> None:
+        self._call("DeleteLink", name=name, zone=zone)
+
+    def rename_link(self, name: str, new_name: str, zone: str | None = None) -> Link:
+        reply = self._call("RenameLink", name=name, new_name=new_name, zone=zone)
+        return _convert(reply["link"], Link)
+
+    def set_link_properties(self, name: str, zone: str | None = None, *,
+                            mtu: int | None = None, mac: str | None = None,
+                            up: bool | None = None, master: str | None = None) -> Link:
+        reply = self._call("SetLinkProperties", name=name, zone=zone, mtu=mtu, mac=mac, up=up,
+                           master=master)
+        return _convert(reply["link"], Link)
+
+    def assign_link(self, name: str, zone: str) -> Link:
+        return _convert(self._call("AssignLink", name=name, zone=zone)["link"], Link)
+
+    def reclaim_link(self, name: str, zone: str | None = None) -> Link:
+        return _convert(self._call("ReclaimLink", name=name, zone=zone)["link"], Link)
+
+    def subscribe(self, zone: str | None = None) -> Iterator[Event]:
+        """Events as they come; the connection carries nothing else afterwards."""
+        for reply in self.conn.stream("io.linkbroker.Subscribe", _params(zone=zone)):
+            yield _convert(reply["event"], Event)

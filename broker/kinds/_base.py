@@ -1,0 +1,86 @@
+"""The interface every link kind implements, and the kernel-kind to class mapping.
+
+A kind validates a spec completely before anything touches the kernel, and describes the
+kernel object as a `CreateRequest` (plain data: the netlink shell alone speaks pyroute2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from broker._errors import InvalidParameter
+from broker._types import LinkClass, LinkSpec
+
+__all__ = ["COMMON_FIELDS", "CreateRequest", "LinkKind", "Resolved", "classify"]
+
+# Fields every creatable class accepts; each kind names what it adds.
+COMMON_FIELDS = frozenset({"name", "class_", "zone", "persistent", "mtu", "mac", "up", "master"})
+_OPTIONAL_SPEC_FIELDS = (
+    "peer", "peer_zone", "parent", "mode", "vni", "remote", "local", "port",
+)
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What the service resolved for a spec: ifindexes of the parent and master, if any."""
+
+    parent_ifindex: int | None = None
+    master_ifindex: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """A kernel link to make. `ioctl_tap` kinds are made by ioctl inside the namespace."""
+
+    kind: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    ioctl_tap: bool = False
+
+
+def classify(kernel_kind: str | None, tun_tap: bool = False) -> LinkClass:
+    """The contract's class of a kernel link; anything the broker did not make is `phys`."""
+    if kernel_kind in ("veth", "bridge", "macvlan", "macvtap", "vxlan"):
+        return kernel_kind  # type: ignore[return-value]
+    if kernel_kind == "tun" and tun_tap:
+        return "tap"
+    return "phys"
+
+
+class LinkKind(ABC):
+    cls: ClassVar[LinkClass]
+    extra_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def validate(self, spec: LinkSpec) -> None:
+        """Refuse fields that do not apply and values out of range, naming the parameter."""
+        for name in _OPTIONAL_SPEC_FIELDS:
+            if getattr(spec, name) is not None and name not in self.extra_fields:
+                raise InvalidParameter(f"link.{name}")
+        if spec.mtu is not None and not 68 <= spec.mtu <= 65535:
+            raise InvalidParameter("link.mtu")
+        if spec.mac is not None:
+            check_mac(spec.mac, "link.mac")
+        self.validate_kind(spec)
+
+    def validate_kind(self, spec: LinkSpec) -> None:
+        """Kind-specific checks; the default has none."""
+
+    @abstractmethod
+    def request(self, spec: LinkSpec, resolved: Resolved) -> CreateRequest:
+        """The kernel object for a validated spec."""
+
+
+def check_mac(mac: str, parameter: str) -> None:
+    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+        raise InvalidParameter(parameter)
+
+
+def check_ip(value: str, parameter: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidParameter(parameter) from None

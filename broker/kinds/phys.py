@@ -1,0 +1,19 @@
+"""phys: links the host had (or anything the broker did not make). They are adopted, never made."""
+
+from __future__ import annotations
+
+from broker._errors import Unsupported
+from broker._types import LinkSpec
+from broker.kinds._base import CreateRequest, LinkKind, Resolved
+
+__all__ = ["Phys"]
+
+
+class Phys(LinkKind):
+    cls = "phys"
+
+    def validate(self, spec: LinkSpec) -> None:
+        raise Unsupported("creating links of class phys")
+
+    def request(self, spec: LinkSpec, resolved: Resolved) -> CreateRequest:
+        raise Unsupported("creating links of class phys")

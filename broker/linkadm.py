@@ -1,0 +1,365 @@
+"""linkadm: dladm's verbs for linkbroker, run unchanged in any zone.
+
+It finds the broker's socket from --socket, then $LINKBROKER_SOCKET, then
+/run/linkbroker/broker.sock, and shows what the broker lets the caller's zone see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from broker.client import (
+    Client,
+    HaltIncomplete,
+    InvalidName,
+    InvalidParameter,
+    KernelError,
+    LimitExceeded,
+    Link,
+    LinkbrokerError,
+    LinkExists,
+    LinkNotFound,
+    LinkSpec,
+    NotOwner,
+    PermissionDenied,
+    Unsupported,
+    Zone,
+    ZoneExists,
+    ZoneNotFound,
+    ZoneNotRegistered,
+    default_socket,
+)
+
+__all__ = ["main"]
+
+LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over", "id", "onloan",
+               "persistent", "mac", "peer", "master", "ifindex")
+DEFAULT_LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over")
+ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links", "inode", "pid", "container")
+DEFAULT_ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links")
+
+EXAMPLES = """\
+examples:
+  linkadm show-link                         every link this zone can see
+  linkadm show-link -p -o link,class,zone   parseable: fields colon-separated, no header
+  linkadm show-link --json eth0             one link as the contract's JSON object
+  linkadm create-link veth0 --class veth --peer veth1
+  linkadm create-link br0 --class bridge --up
+  linkadm set-linkprop veth0 --master br0 --mtu 1400 --up
+  linkadm rename-link veth0 uplink0
+  linkadm delete-link br0
+  linkadm watch --json                      events for this zone as they happen
+from the global zone only:
+  linkadm boot-zone red --netns red         a /run/netns name (or --pid PID, --container ID)
+  linkadm create-link vred0 --class veth --peer eth0 --peer-zone red
+  linkadm assign-link vblue0 blue           lend a host link to zone blue
+  linkadm reclaim-link vblue0
+  linkadm halt-zone red
+"""
+
+
+def _link_row(link: Link) -> dict[str, str]:
+    over = link.parent or link.peer or ""
+    return {
+        "link": link.name, "class": link.class_, "zone": link.zone, "owner": link.owner,
+        "state": link.state, "mtu": "" if link.mtu is None else str(link.mtu), "over": over,
+        "id": str(link.id), "onloan": "yes" if link.onloan else "no",
+        "persistent": "yes" if link.persistent else "no", "mac": link.mac or "",
+        "peer": link.peer or "", "master": link.master or "",
+        "ifindex": "" if link.ifindex is None else str(link.ifindex),
+    }
+
+
+def _zone_row(zone: Zone) -> dict[str, str]:
+    return {
+        "zone": zone.name, "kind": zone.kind,
+        "netns": zone.netns or (str(zone.pid) if zone.pid else "") or (zone.container or "")[:12],
+        "attached": "yes" if zone.attached else "no", "links": ",".join(zone.links),
+        "inode": str(zone.netns_inode), "pid": "" if zone.pid is None else str(zone.pid),
+        "container": zone.container or "",
+    }
+
+
+def _fields(spec: str | None, allowed: Sequence[str], default: Sequence[str]) -> list[str]:
+    if not spec:
+        return list(default)
+    if spec == "all":
+        return list(allowed)
+    chosen = [f.strip().lower() for f in spec.split(",") if f.strip()]
+    for f in chosen:
+        if f not in allowed:
+            raise UsageError(f"unknown field {f!r}; fields are: {', '.join(allowed)}")
+    return chosen
+
+
+def _table(rows: list[dict[str, str]], fields: list[str], parseable: bool) -> str:
+    if parseable:
+        return "".join(":".join(r[f].replace(":", "\\:") for f in fields) + "\n" for r in rows)
+    header = [f.upper() for f in fields]
+    widths = [max([len(h)] + [len(r[f]) for r in rows]) for h, f in zip(header, fields,
+                                                                          strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(r[f].ljust(w) for f, w in zip(fields, widths,
+                                                             strict=True)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(msgspec.to_builtins(value), indent=2, sort_keys=False))
+
+
+def _show(rows: list[dict[str, str]], objects: Any, args: argparse.Namespace,
+          allowed: Sequence[str], default: Sequence[str]) -> None:
+    if args.json:
+        _print_json(objects)
+        return
+    if args.parseable and not args.output:
+        raise UsageError("-p needs -o FIELD,... (e.g. -p -o link,class,zone)")
+    fields = _fields(args.output, allowed, default)
+    sys.stdout.write(_table(rows, fields, args.parseable))
+
+
+def cmd_show_link(c: Client, a: argparse.Namespace) -> None:
+    links = [c.get_link(a.link, a.zone)] if a.link else c.list_links(a.zone, a.cls)
+    _show([_link_row(link) for link in links], links, a, LINK_FIELDS, DEFAULT_LINK_FIELDS)
+
+
+def cmd_show_zone(c: Client, a: argparse.Namespace) -> None:
+    zones = [c.get_zone(a.zone)] if a.zone else c.list_zones()
+    _show([_zone_row(z) for z in zones], zones, a, ZONE_FIELDS, DEFAULT_ZONE_FIELDS)
+
+
+def _print_link(link: Link, a: argparse.Namespace) -> None:
+    if a.json:
+        _print_json(link)
+
+
+def cmd_create_link(c: Client, a: argparse.Namespace) -> None:
+    spec = LinkSpec(
+        name=a.link, class_=a.cls, zone=a.zone, persistent=a.persistent or None, mtu=a.mtu,
+        mac=a.mac, up=a.up or None, peer=a.peer, peer_zone=a.peer_zone, parent=a.parent,
+        mode=a.mode, vni=a.vni, remote=a.remote, local=a.local, port=a.port, master=a.master,
+    )
+    _print_link(c.create_link(spec), a)
+
+
+def cmd_delete_link(c: Client, a: argparse.Namespace) -> None:
+    c.delete_link(a.link, a.zone)
+
+
+def cmd_rename_link(c: Client, a: argparse.Namespace) -> None:
+    _print_link(c.rename_link(a.link, a.new_name, a.zone), a)
+
+
+def cmd_set_linkprop(c: Client, a: argparse.Namespace) -> None:
+    up = True if a.up else (False if a.down else None)
+    master = "" if a.nomaster else a.master
+    _print_link(c.set_link_properties(a.link, a.zone, mtu=a.mtu, mac=a.mac, up=up,
+                                      master=master), a)
+
+
+def cmd_assign_link(c: Client, a: argparse.Namespace) -> None:
+    _print_link(c.assign_link(a.link, a.target_zone), a)
+
+
+def cmd_reclaim_link(c: Client, a: argparse.Namespace) -> None:
+    _print_link(c.reclaim_link(a.link, a.zone), a)
+
+
+def cmd_boot_zone(c: Client, a: argparse.Namespace) -> None:
+    zone = c.boot_zone(a.name, netns=a.netns, pid=a.pid, container=a.container,
+                       attach=False if a.no_attach else None)
+    if a.json:
+        _print_json(zone)
+
+
+def cmd_halt_zone(c: Client, a: argparse.Namespace) -> None:
+    c.halt_zone(a.name)
+
+
+def cmd_whoami(c: Client, a: argparse.Namespace) -> None:
+    me = c.who_am_i()
+    if a.json:
+        _print_json(me)
+        return
+    print(f"zone {me.zone}  uid {me.uid}  gid {me.gid}  pid {me.pid}")
+    print(f"authorizations: {', '.join(me.authorizations)}")
+
+
+def cmd_watch(c: Client, a: argparse.Namespace) -> None:
+    for event in c.subscribe(a.zone):
+        if a.json:
+            print(json.dumps(msgspec.to_builtins(event)), flush=True)
+            continue
+        link = event.link
+        what = f" {link.name} ({link.class_})" if link else ""
+        old = f" (was {event.old_name})" if event.old_name else ""
+        print(f"{event.seq:>6} {event.kind:<15} zone {event.zone}{what}{old}", flush=True)
+
+
+def describe(err: LinkbrokerError) -> str:
+    """One line naming what was wrong, in the user's terms."""
+    match err:
+        case LinkNotFound(name=n):
+            return f"link {n!r} not found"
+        case LinkExists(name=n):
+            return f"a link named {n!r} already exists there"
+        case ZoneNotFound(name=n):
+            return f"zone {n!r} not found"
+        case ZoneExists(name=n):
+            return f"zone {n!r} is already booted (or its namespace is that zone's)"
+        case ZoneNotRegistered(netns_inode=i):
+            return f"this network namespace (inode {i}) is not a booted zone"
+        case InvalidName(name=n, reason=r):
+            return f"invalid name {n!r}: {r}"
+        case PermissionDenied(method=m, authorization=au):
+            return f"permission denied: {m} needs the authorization {au!r}"
+        case NotOwner(name=n, owner=o):
+            return f"link {n!r} belongs to zone {o!r}; this zone may only set up/mtu on it"
+        case Unsupported(what=w):
+            return f"unsupported: {w}"
+        case KernelError(errno=e, message=m):
+            return f"kernel error {e}: {m}"
+        case LimitExceeded(what=w, limit=lim):
+            return f"limit exceeded: {w} (limit {lim})"
+        case HaltIncomplete(name=n, errors=errs):
+            return f"zone {n!r} halted with errors: " + "; ".join(errs)
+        case InvalidParameter(parameter=p):
+            return f"invalid parameter {p!r}"
+    return str(err)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linkadm",
+        description="Manage network links through linkbroker, as seen from this zone. Inside "
+        "a zone you see and change only that zone's links; the global zone sees all.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--socket", help="broker socket (default: $LINKBROKER_SOCKET, then "
+                        "/run/linkbroker/broker.sock)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[Client, argparse.Namespace], None], help_: str,
+            *, output: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        p.add_argument("--json", action="store_true", help="print JSON (the contract's objects)")
+        if output:
+            p.add_argument("-p", "--parseable", action="store_true",
+                           help="colon-separated fields, no header (needs -o)")
+            p.add_argument("-o", "--output", metavar="FIELD,...", help="fields to show, or all")
+        return p
+
+    p = add("show-link", cmd_show_link, "show links (columns LINK CLASS ZONE OWNER STATE MTU "
+            "OVER)", output=True)
+    p.add_argument("link", nargs="?")
+    p.add_argument("-z", "--zone", help="only this zone's links (global zone only)")
+    p.add_argument("--class", dest="cls", help="only links of this class")
+
+    p = add("show-zone", cmd_show_zone, "show zones (the global zone sees all)", output=True)
+    p.add_argument("zone", nargs="?")
+
+    p = add("create-link", cmd_create_link, "create a link")
+    p.add_argument("link")
+    p.add_argument("-c", "--class", dest="cls", required=True,
+                   choices=["veth", "bridge", "macvlan", "macvtap", "vxlan", "tap"])
+    p.add_argument("-z", "--zone", help="zone to create it in (global zone only)")
+    p.add_argument("--peer", help="veth: name of the other end")
+    p.add_argument("--peer-zone", help="veth: zone of the other end (global zone only)")
+    p.add_argument("--parent", help="macvlan/macvtap/vxlan: lower link")
+    p.add_argument("--mode", help="macvlan/macvtap: bridge, private, vepa or passthru")
+    p.add_argument("--vni", type=int, help="vxlan: VNI")
+    p.add_argument("--remote", help="vxlan: remote or group address")
+    p.add_argument("--local", help="vxlan: local address")
+    p.add_argument("--port", type=int, help="vxlan: UDP port (default 4789)")
+    p.add_argument("--master", help="bridge (in the same zone) to make it a port of")
+    p.add_argument("--mtu", type=int)
+    p.add_argument("--mac")
+    p.add_argument("--up", action="store_true", help="bring it up")
+    p.add_argument("--persistent", action="store_true", help="re-create it when its zone boots")
+
+    p = add("delete-link", cmd_delete_link, "delete a link this zone owns (a veth: both ends)")
+    p.add_argument("link")
+    p.add_argument("-z", "--zone")
+
+    p = add("rename-link", cmd_rename_link, "rename a link this zone owns")
+    p.add_argument("link")
+    p.add_argument("new_name")
+    p.add_argument("-z", "--zone")
+
+    p = add("set-linkprop", cmd_set_linkprop, "set mtu, mac, state or bridge of a link")
+    p.add_argument("link")
+    p.add_argument("-z", "--zone")
+    p.add_argument("--mtu", type=int)
+    p.add_argument("--mac")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--up", action="store_true")
+    state.add_argument("--down", action="store_true")
+    master = p.add_mutually_exclusive_group()
+    master.add_argument("--master", help="make it a port of this bridge")
+    master.add_argument("--nomaster", action="store_true", help="take it off its bridge")
+
+    p = add("assign-link", cmd_assign_link, "lend a global-zone link to a zone (global only)")
+    p.add_argument("link")
+    p.add_argument("target_zone", metavar="zone")
+
+    p = add("reclaim-link", cmd_reclaim_link, "take a lent link back (global only)")
+    p.add_argument("link")
+    p.add_argument("-z", "--zone", help="the zone holding it, if its name is lent to several")
+
+    p = add("boot-zone", cmd_boot_zone, "register a network namespace as a zone (global only)")
+    p.add_argument("name")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--netns", help="a name under /run/netns")
+    target.add_argument("--pid", type=int, help="the network namespace of this process")
+    target.add_argument("--container", help="a Docker container ID or name")
+    p.add_argument("--no-attach", action="store_true", help="do not attach the socket inside")
+
+    p = add("halt-zone", cmd_halt_zone, "unregister a zone: lent links go home, its own go away")
+    p.add_argument("name")
+
+    p = add("watch", cmd_watch, "print events about this zone's links as they happen")
+    p.add_argument("-z", "--zone", help="only this zone (global zone only)")
+
+    add("whoami", cmd_whoami, "show the zone, identity and authorizations the broker sees")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    path = default_socket(args.socket)
+    try:
+        with Client(path) as client:
+            args.fn(client, args)
+    except LinkbrokerError as exc:
+        print(f"linkadm: {args.command}: {describe(exc)}", file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        print(f"linkadm: cannot reach the broker at {path}: {exc.strerror} (is linkbrokerd "
+              "running? set --socket or $LINKBROKER_SOCKET)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Run one function inside a network namespace, on a thread of its own, and come back.
+
+The daemon is threaded and runs an asyncio loop: it must never switch the namespace of the
+loop's thread, and must never fork without exec (the dlmgmtd deadlock; pyroute2's `NetNS`
+forks). setns(CLONE_NEWNET) changes only the calling thread, so a short-lived thread enters the
+namespace, does its one thing (typically: create a netlink socket, which stays bound to that
+namespace for its whole life) and leaves. Sockets made this way are the only way the broker
+talks to a zone's kernel.
+
+Hazards (as in containernetworking's pkg/ns): the function must not start threads or await
+anything; it must not keep references to thread-local namespace state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["CLONE_NEWNET", "run_in_netns", "setns"]
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_T = TypeVar("_T")
+
+
+def setns(fd: int, nstype: int) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def run_in_netns(netns_fd: int | None, fn: Callable[[], _T]) -> _T:
+    """Call `fn` on a fresh thread inside the network namespace `netns_fd` (None: our own)."""
+    if netns_fd is None:
+        return fn()
+    result: list[_T] = []
+    error: list[BaseException] = []
+
+    def runner() -> None:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(netns_fd, CLONE_NEWNET)
+            try:
+                result.append(fn())
+            finally:
+                # A thread that cannot go home must not live on in the wrong namespace.
+                setns(home, CLONE_NEWNET)
+        except BaseException as exc:
+            error.append(exc)
+        finally:
+            os.close(home)
+
+    thread = threading.Thread(target=runner, name="linkbroker-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
