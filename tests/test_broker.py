@@ -78,14 +78,15 @@ def test_each_zone_sees_only_its_own_end(lab: Lab) -> None:
 
 def test_no_oracle_for_other_zones_names(lab: Lab) -> None:
     """Naming blue's link or zone from red answers exactly as a name that exists nowhere."""
-    for method, hidden, missing in [
+    link_calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ("GetLink", {"name": lab.vblue}, {"name": "nosuchlink0"}),
         ("DeleteLink", {"name": lab.vblue}, {"name": "nosuchlink0"}),
         ("SetLinkProperties", {"name": lab.vblue, "mtu": 1400},
          {"name": "nosuchlink0", "mtu": 1400}),
         ("RenameLink", {"name": lab.vblue, "new_name": "x0"},
          {"name": "nosuchlink0", "new_name": "x0"}),
-    ]:
+    ]
+    for method, hidden, missing in link_calls:
         a, b = lab.red.raw(method, **hidden), lab.red.raw(method, **missing)
         assert a["error"] == b["error"] == "io.linkbroker.LinkNotFound"
         assert a["parameters"]["name"] == hidden["name"]  # only what the caller sent
