@@ -20,6 +20,7 @@ import signal
 import sys
 
 from broker._errors import LinkbrokerError
+from broker._events import EventBus
 from broker._names import GLOBAL_ZONE
 from broker._netlink import ZoneNetlink
 from broker._policy import PolicyError, load_policy
@@ -103,10 +104,12 @@ async def restore(broker: Broker) -> None:
         broker.store.put_zone(zone)
 
 
-async def run(socket_path: str, state_dir: str, policy_path: str | None) -> int:
+async def run(socket_path: str, state_dir: str, policy_path: str | None,
+              event_queue_limit: int = 1024) -> int:
     policy = load_policy(policy_path)
     store = Store(state_dir)
-    broker = Broker(store=store, socket_path=socket_path, policy=policy)
+    broker = Broker(store=store, socket_path=socket_path, policy=policy,
+                    events=EventBus(event_queue_limit))
     server = Server(broker, socket_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,13 +154,17 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"SQLite state directory (default {DEFAULT_STATE_DIR})")
     parser.add_argument("--policy", default=None,
                         help=f"policy file (default {DEFAULT_POLICY} if it exists)")
+    parser.add_argument("--event-queue-limit", type=int, default=1024, metavar="N",
+                        help="events a subscriber may fall behind before it is cut off "
+                        "(default 1024)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="linkbrokerd: %(levelname)s %(message)s")
     try:
-        return asyncio.run(run(args.socket, args.state_dir, args.policy))
+        return asyncio.run(run(args.socket, args.state_dir, args.policy,
+                               args.event_queue_limit))
     except PolicyError as exc:
         print(f"linkbrokerd: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from broker._errors import (
     LinkExists,
     LinkNotFound,
     PermissionDenied,
+    Unsupported,
     ZoneExists,
     ZoneNotFound,
 )
@@ -76,6 +77,9 @@ from zones.handle import ZoneGone, ZoneHandle, host_netns_inode
 __all__ = ["Broker", "Caller", "Runtime"]
 
 log = logging.getLogger("linkbroker")
+
+# Classes the kernel will not move between namespaces (NETIF_F_NETNS_LOCAL).
+NETNS_LOCAL = frozenset({"bridge"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +443,8 @@ class Broker:
         if p.zone == GLOBAL_ZONE:
             raise InvalidParameter("zone")
         zone = target_zone(caller.zone, p.zone, self.zones)
+        if link.cls in NETNS_LOCAL:
+            raise Unsupported(f"assigning a {link.cls}: the kernel cannot move it between zones")
         if link.cls == "phys" and not self.policy.phys_assignable(link.name):
             raise PermissionDenied("AssignLink", "link.assign")
         async with self._locked(GLOBAL_ZONE, zone):
@@ -630,6 +636,10 @@ class Broker:
         return errors
 
     async def _return_home(self, link: LinkRecord, zone: str) -> None:
+        if link.cls in NETNS_LOCAL:
+            # The kernel cannot move it out of the zone it was made in; it ends with the zone.
+            await self._remove_owned(link)
+            return
         home = link.home_name or link.name
         if self.links.name_taken(GLOBAL_ZONE, home):
             home = self._free_global_name(link)
