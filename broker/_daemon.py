@@ -98,6 +98,7 @@ async def restore(broker: Broker) -> None:
     for zone in list(broker.zones):
         rt = broker.runtimes[zone.name]
         broker.reconcile_zone(zone.name, await rt.netlink.dump())
+        broker.watch(zone)
     for zone, _ in reopened:
         if zone.pid is not None and zone.root is not None:
             zone.attached = await broker.attach(zone)

@@ -15,6 +15,7 @@ __all__ = ["GLOBAL_ZONE", "validate_link_name", "validate_zone_name"]
 GLOBAL_ZONE = "global"
 _ZONE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _IFNAMSIZ = 16
+_KERNEL_SPACE_BYTE = 0xA0
 
 
 def validate_link_name(name: str) -> str:
@@ -28,6 +29,11 @@ def validate_link_name(name: str) -> str:
     for ch in name:
         if ch in "/:" or ch.isspace() or ch == "\0":
             raise InvalidName(name, f"a link name must not contain {ch!r}")
+    # The kernel checks bytes with its own isspace(), which is true for 0xA0 (lib/ctype.c):
+    # a UTF-8 name holding that byte (e.g. 'à' = C3 A0) is refused by dev_valid_name.
+    if _KERNEL_SPACE_BYTE in encoded:
+        raise InvalidName(name, "a link name must not contain a byte the kernel calls "
+                          "whitespace (0xA0)")
     return name
 
 

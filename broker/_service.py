@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from broker._errors import (
     ZoneNotFound,
 )
 from broker._events import EventBus, Subscription
+from broker._monitor import ZoneMonitor
 from broker._names import GLOBAL_ZONE, validate_link_name, validate_zone_name
 from broker._netlink import KernelLink, ZoneNetlink
 from broker._policy import DEFAULT_POLICY, Policy
@@ -72,7 +74,7 @@ from broker._types import (
 )
 from broker.kinds import KINDS, Resolved, classify
 from broker.kinds._base import check_mac
-from zones.handle import ZoneGone, ZoneHandle, host_netns_inode
+from zones.handle import NETNS_DIR, ZoneGone, ZoneHandle, host_netns_inode
 
 __all__ = ["Broker", "Caller", "Runtime"]
 
@@ -97,12 +99,15 @@ class Runtime:
 
     handle: ZoneHandle | None
     netlink: ZoneNetlink
+    monitor: ZoneMonitor | None = None
 
     @property
     def netns_fd(self) -> int | None:
         return None if self.handle is None else self.handle.netns_fd
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
         self.netlink.close()
         if self.handle is not None:
             self.handle.close()
@@ -545,32 +550,106 @@ class Broker:
         self.runtimes[zone.name] = Runtime(handle, netlink)
         self.zones.add(zone)
         self.reconcile_zone(zone.name, found)
+        self.watch(zone)
         if attach and zone.pid is not None:
             zone.attached = await self.attach(zone)
         if zone.name != GLOBAL_ZONE:
             self.store.put_zone(zone)
 
+    def watch(self, zone: ZoneRecord) -> None:
+        """Start the zone's monitor: its links, and the life of its namespace."""
+        rt = self.runtimes[zone.name]
+        rt.monitor = ZoneMonitor(zone.name, rt.netns_fd, self.resync, self.zone_gone)
+        if zone.pid is not None:
+            rt.monitor.watch_pid(zone.pid)
+        elif zone.kind == "netns" and zone.netns is not None:
+            path = f"{NETNS_DIR}/{zone.netns}"
+
+            def still_there() -> bool:
+                try:
+                    return os.stat(path).st_ino == zone.netns_inode
+                except OSError:
+                    return False
+
+            rt.monitor.watch_netns(still_there)
+
+    async def resync(self, zone: str) -> None:
+        """Re-read one zone from the kernel after a change notification."""
+        async with self._locked(zone):
+            rt = self.runtimes.get(zone)
+            if rt is None:
+                return
+            try:
+                found = await rt.netlink.dump()
+            except LinkbrokerError as exc:
+                log.warning("zone %s: resync failed: %s", zone, exc)
+                return
+            if zone in self.runtimes:
+                self.reconcile_zone(zone, found)
+
+    async def zone_gone(self, zone: str) -> None:
+        """The zone's namespace died: halt it as HaltZone would."""
+        async with self._zone_admin:
+            if self.zones.get(zone) is None or zone == GLOBAL_ZONE:
+                return
+            errors = await self.teardown_zone(zone)
+        log.info("zone %s halted: its namespace is gone%s", zone,
+                 f" ({'; '.join(errors)})" if errors else "")
+
     def reconcile_zone(self, zone: str, found: list[KernelLink]) -> None:
-        """Make the zone's table rows agree with what its kernel holds."""
-        by_name = {k.name: k for k in found}
-        stale: list[LinkRecord] = []
-        for link in self.links.in_zone(zone):
-            k = by_name.get(link.name)
+        """Make the zone's table rows agree with what its kernel holds: match by ifindex
+        (a rename keeps the ID), then by name; adopt the rest; drop what vanished."""
+        by_index = {k.ifindex: k for k in found if k.name != "lo"}
+        by_name = {k.name: k for k in found if k.name != "lo"}
+        matched: dict[int, KernelLink] = {}
+        links = self.links.in_zone(zone)
+        for link in links:
+            k = by_index.get(link.ifindex) if link.present and link.ifindex else None
             if k is not None and classify(k.kind, k.tun_tap) in (link.cls, "phys"):
-                self.refresh(link, k)
-            elif link.persistent:
-                link.present, link.ifindex = False, None
-            else:
-                stale.append(link)
+                matched[link.id] = k
+        taken = {k.ifindex for k in matched.values()}
+        for link in links:
+            if link.id in matched:
+                continue
+            k = by_name.get(link.name)
+            if (k is not None and k.ifindex not in taken
+                    and classify(k.kind, k.tun_tap) in (link.cls, "phys")):
+                matched[link.id] = k
+                taken.add(k.ifindex)
+        stale = [link for link in links if link.id not in matched and not link.persistent]
+        absent = [link for link in links if link.id not in matched and link.persistent
+                  and link.present]
         for link in stale:
             self.links.remove(link.id)
-        adopted = self.adopt(zone, found)
+        for link in absent:
+            link.present, link.ifindex = False, None
+        changed: list[tuple[LinkRecord, str | None]] = []
+        # Renames first, so a name freed by one link can be taken by another.
+        renamed = [(link, matched[link.id]) for link in links if link.id in matched]
+        for link, k in renamed:
+            if link.name != k.name:
+                changed.append((link, link.name))
+                self.links.place(link, zone, f"\0{link.id}")  # out of the way
+        for link, k in renamed:
+            if link.name.startswith("\0"):
+                self.links.place(link, zone, k.name)
+            before = (link.mtu, link.up, link.mac, link.master_id, link.present)
+            self.refresh(link, k)
+            if before != (link.mtu, link.up, link.mac, link.master_id, link.present) and not any(
+                    c[0] is link for c in changed):
+                changed.append((link, None))
+        adopted = self.adopt(zone, [k for k in found if k.ifindex not in taken])
         with self.store.transaction():
             self.store.delete_links(link.id for link in stale)
             self.store.put_links(self.links.in_zone(zone))
             self.store.set_next_id(self.links.next_id)
         for link in stale:
             self._publish("link_removed", link)
+        for link in absent:
+            self._publish("link_changed", link)
+        for link, old_name in changed:
+            self._publish("link_renamed" if old_name is not None else "link_changed", link,
+                          old_name=old_name)
         for link in adopted:
             self._publish("link_added", link)
 
