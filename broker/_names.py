@@ -27,7 +27,8 @@ def validate_link_name(name: str) -> str:
     if name in (".", ".."):
         raise InvalidName(name, "a link name must not be '.' or '..'")
     for ch in name:
-        if ch in "/:" or ch.isspace() or ch == "\0":
+        # '%' makes the kernel treat the name as a template ('v%d' becomes 'v0').
+        if ch in "/:%" or ch.isspace() or ch == "\0":
             raise InvalidName(name, f"a link name must not contain {ch!r}")
     # The kernel checks bytes with its own isspace(), which is true for 0xA0 (lib/ctype.c):
     # a UTF-8 name holding that byte (e.g. 'à' = C3 A0) is refused by dev_valid_name.
