@@ -42,6 +42,9 @@ class EventBus:
     def __init__(self, queue_limit: int = 1024) -> None:
         self.queue_limit = queue_limit
         self.seq = 0
+        # A zone's own count: a non-global subscriber's seq must not count other zones'
+        # events (gaps would tell it what happens elsewhere).
+        self._zone_seq: dict[str, int] = {}
         self._subs: set[Subscription] = set()
 
     def subscribe(self, caller: str, zone: str | None) -> Subscription:
@@ -60,11 +63,13 @@ class EventBus:
         old_name: str | None = None,
     ) -> None:
         self.seq += 1
+        zone_seq = self._zone_seq[zone] = self._zone_seq.get(zone, 0) + 1
         for sub in list(self._subs):
             if not sub.wants(zone):
                 continue
             link = render(sub.caller) if render is not None else None
-            event = Event(kind=kind, zone=zone, seq=self.seq, link=link, old_name=old_name)
+            seq = self.seq if sub.caller == GLOBAL_ZONE else zone_seq
+            event = Event(kind=kind, zone=zone, seq=seq, link=link, old_name=old_name)
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -26,6 +26,8 @@ def validate_link_name(name: str) -> str:
         raise InvalidName(name, f"a link name is at most {_IFNAMSIZ - 1} bytes")
     if name in (".", ".."):
         raise InvalidName(name, "a link name must not be '.' or '..'")
+    if name in ("all", "default"):  # /proc/sys/net/*/conf/{all,default}: the kernel refuses
+        raise InvalidName(name, f"the link name {name!r} is reserved by the kernel")
     for ch in name:
         # '%' makes the kernel treat the name as a template ('v%d' becomes 'v0').
         if ch in "/:%" or ch.isspace() or ch == "\0":

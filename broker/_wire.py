@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from broker._errors import InvalidParameter, LinkbrokerError
+from broker._errors import InvalidParameter, LinkbrokerError, RemoteError
 
 __all__ = [
     "MAX_FRAME",
@@ -112,7 +112,7 @@ def decode_parameters(raw: msgspec.Raw | None, type_: type[_T]) -> _T:
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
-        raise InvalidParameter(_parameter_of(exc, "")) from None
+        raise InvalidParameter(_parameter_of(exc, "") or "parameters") from None
     except msgspec.DecodeError:
         raise InvalidParameter("parameters") from None
 
@@ -125,7 +125,8 @@ def encode_reply(parameters: msgspec.Struct | dict[str, Any] | None, continues: 
 
 
 def encode_error(error: LinkbrokerError) -> bytes:
-    return _encoder.encode({"error": error.wire_name(), "parameters": error.parameters()}) + b"\0"
+    name = error.error if isinstance(error, RemoteError) else error.wire_name()
+    return _encoder.encode({"error": name, "parameters": error.parameters()}) + b"\0"
 
 
 def encode_call(method: str, parameters: msgspec.Struct | dict[str, Any] | None = None, *,

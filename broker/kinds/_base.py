@@ -75,12 +75,18 @@ class LinkKind(ABC):
 
 
 def check_mac(mac: str, parameter: str) -> None:
-    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+    # Multicast and all-zero addresses are refused by the kernel (EADDRNOTAVAIL).
+    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1 or int(mac.replace(":", ""), 16) == 0:
         raise InvalidParameter(parameter)
 
 
-def check_ip(value: str, parameter: str) -> None:
+def check_ip(value: str, parameter: str) -> int:
+    """The address's IP version; a scope suffix (fe80::1%eth0) cannot go into netlink."""
     try:
-        ipaddress.ip_address(value)
+        return ipaddress.ip_address(value).version if "%" not in value else _bad(parameter)
     except ValueError:
         raise InvalidParameter(parameter) from None
+
+
+def _bad(parameter: str) -> int:
+    raise InvalidParameter(parameter)

@@ -18,10 +18,13 @@ class Vxlan(LinkKind):
     def validate_kind(self, spec: LinkSpec) -> None:
         if spec.vni is None or not 0 <= spec.vni < 1 << 24:
             raise InvalidParameter("link.vni")
+        versions = set()
         if spec.remote is not None:
-            check_ip(spec.remote, "link.remote")
+            versions.add(check_ip(spec.remote, "link.remote"))
         if spec.local is not None:
-            check_ip(spec.local, "link.local")
+            versions.add(check_ip(spec.local, "link.local"))
+        if len(versions) > 1:  # the kernel refuses mixed families (EINVAL)
+            raise InvalidParameter("link.local")
         if spec.port is not None and not 1 <= spec.port <= 65535:
             raise InvalidParameter("link.port")
 

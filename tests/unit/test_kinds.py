@@ -1,0 +1,370 @@
+"""broker.kinds: every spec is validated completely before anything touches the kernel.
+
+A field that does not apply to a class is refused naming `link.<field>`, values out of range
+likewise, and each kind describes its kernel object as plain data. Where the kernel would
+refuse a value the kind let through, the caller gets KernelError instead of InvalidParameter;
+the xfail tests below show such gaps (each checked against a real kernel).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker._errors import InvalidParameter, Unsupported
+from broker._types import LINK_CLASSES, CreatableClass, LinkSpec
+from broker.kinds import KINDS, CreateRequest, Resolved, classify
+from broker.kinds._base import _OPTIONAL_SPEC_FIELDS, COMMON_FIELDS, check_ip, check_mac
+from broker.kinds.macvlan import MODES
+
+CREATABLE = ("veth", "bridge", "macvlan", "macvtap", "vxlan", "tap")
+
+# What each class needs to be valid at all.
+REQUIRED: dict[str, dict[str, Any]] = {
+    "veth": {"peer": "v1"},
+    "bridge": {},
+    "macvlan": {"parent": "eth0"},
+    "macvtap": {"parent": "eth0"},
+    "vxlan": {"vni": 42},
+    "tap": {},
+}
+# A valid value for every optional field.
+SAMPLE: dict[str, Any] = {
+    "peer": "v1", "peer_zone": "red", "parent": "eth0", "mode": "private", "vni": 7,
+    "remote": "192.0.2.1", "local": "192.0.2.2", "port": 4789,
+}
+
+
+def spec(cls: str, **fields: Any) -> LinkSpec:
+    """A valid spec of `cls` (its required fields filled in), with `fields` on top."""
+    return LinkSpec(name="l0", class_=cast(CreatableClass, cls), **{**REQUIRED[cls], **fields})
+
+
+def refused(cls: str, **fields: Any) -> str:
+    """The parameter named by the InvalidParameter that validating this spec raises."""
+    with pytest.raises(InvalidParameter) as exc:
+        KINDS[cls].validate(spec(cls, **fields))
+    return exc.value.parameter
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+def test_registry_covers_every_class_once() -> None:
+    assert sorted(KINDS) == sorted(LINK_CLASSES)
+    for cls, kind in KINDS.items():
+        assert kind.cls == cls
+
+
+def test_every_spec_field_is_either_common_or_checked() -> None:
+    """A LinkSpec field added later must be refused by the kinds it does not apply to."""
+    spec_fields = set(LinkSpec.__struct_fields__)
+    assert spec_fields == COMMON_FIELDS | set(_OPTIONAL_SPEC_FIELDS)
+    assert not COMMON_FIELDS & set(_OPTIONAL_SPEC_FIELDS)
+    for cls in CREATABLE:
+        assert KINDS[cls].extra_fields <= set(_OPTIONAL_SPEC_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("kernel_kind", "tun_tap", "cls"),
+    [
+        ("veth", False, "veth"),
+        ("bridge", False, "bridge"),
+        ("macvlan", False, "macvlan"),
+        ("macvtap", False, "macvtap"),
+        ("vxlan", False, "vxlan"),
+        ("tun", True, "tap"),
+        ("tun", False, "phys"),  # a TUN (layer 3) device is no tap
+        (None, False, "phys"),  # a real NIC has no kind
+        ("dummy", False, "phys"),
+        ("bond", False, "phys"),
+        ("wireguard", False, "phys"),
+        ("veth", True, "veth"),
+    ],
+)
+def test_classify(kernel_kind: str | None, tun_tap: bool, cls: str) -> None:
+    assert classify(kernel_kind, tun_tap) == cls
+
+
+# --- fields that do not apply -------------------------------------------------------------------
+
+NOT_APPLICABLE = [
+    (cls, field)
+    for cls in CREATABLE
+    for field in _OPTIONAL_SPEC_FIELDS
+    if field not in KINDS[cls].extra_fields
+]
+APPLICABLE = [(cls, field) for cls in CREATABLE for field in sorted(KINDS[cls].extra_fields)]
+
+
+def test_the_applicability_table() -> None:
+    """The contract's classes and what each adds to the common fields."""
+    assert {cls: set(KINDS[cls].extra_fields) for cls in CREATABLE} == {
+        "veth": {"peer", "peer_zone"},
+        "bridge": set(),
+        "macvlan": {"parent", "mode"},
+        "macvtap": {"parent", "mode"},
+        "vxlan": {"parent", "vni", "remote", "local", "port"},
+        "tap": set(),
+    }
+
+
+@pytest.mark.parametrize(("cls", "field"), NOT_APPLICABLE)
+def test_fields_that_do_not_apply_are_refused_by_name(cls: str, field: str) -> None:
+    assert refused(cls, **{field: SAMPLE[field]}) == f"link.{field}"
+
+
+@pytest.mark.parametrize(("cls", "field"), APPLICABLE)
+def test_fields_that_apply_are_accepted(cls: str, field: str) -> None:
+    KINDS[cls].validate(spec(cls, **{field: SAMPLE[field]}))
+
+
+@pytest.mark.parametrize("cls", CREATABLE)
+def test_common_fields_apply_to_every_class(cls: str) -> None:
+    KINDS[cls].validate(spec(cls, zone="red", persistent=True, mtu=1400,
+                             mac="02:00:00:00:00:01", up=True, master="br0"))
+
+
+@pytest.mark.parametrize(
+    ("cls", "missing"), [("veth", "peer"), ("macvlan", "parent"), ("macvtap", "parent"),
+                         ("vxlan", "vni")],
+)
+def test_required_fields(cls: str, missing: str) -> None:
+    assert refused(cls, **{missing: None}) == f"link.{missing}"
+
+
+def test_phys_cannot_be_created() -> None:
+    """phys links are adopted from the kernel, never made; the wire already refuses the class."""
+    phys = KINDS["phys"]
+    bare = LinkSpec(name="eth9", class_="bridge")
+    with pytest.raises(Unsupported):
+        phys.validate(bare)
+    with pytest.raises(Unsupported):
+        phys.request(bare, Resolved())
+
+
+# --- mtu ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CREATABLE)
+@pytest.mark.parametrize(("mtu", "ok"), [(68, True), (1500, True), (9000, True), (65535, True),
+                                         (67, False), (0, False), (-1, False), (65536, False),
+                                         (1 << 40, False)])
+def test_mtu_range(cls: str, mtu: int, ok: bool) -> None:
+    if ok:
+        KINDS[cls].validate(spec(cls, mtu=mtu))
+    else:
+        assert refused(cls, mtu=mtu) == "link.mtu"
+
+
+# --- mac ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mac", ["02:00:00:00:00:01", "52:54:00:12:34:56", "02:AB:cd:EF:00:ff", "fe:ff:ff:ff:ff:ff"]
+)
+def test_unicast_macs_are_accepted(mac: str) -> None:
+    check_mac(mac, "mac")
+    KINDS["bridge"].validate(spec("bridge", mac=mac))
+
+
+@pytest.mark.parametrize(
+    "mac",
+    [
+        "01:00:5e:00:00:01",  # IPv4 multicast
+        "33:33:00:00:00:01",  # IPv6 multicast
+        "ff:ff:ff:ff:ff:ff",  # broadcast
+        "03:00:00:00:00:00",
+        "02:00:00:00:00",  # too short
+        "02:00:00:00:00:00:00",  # too long
+        "02-00-00-00-00-01",
+        "0200.0000.0001",
+        "020000000001",
+        "2:0:0:0:0:1",
+        "g2:00:00:00:00:01",
+        " 02:00:00:00:00:01",
+        "02:00:00:00:00:01\n",
+        "",
+        "０2:00:00:00:00:01",  # noqa: RUF001 - FULLWIDTH DIGIT ZERO, a digit to Python
+    ],
+)
+def test_bad_macs_are_refused_by_name(mac: str) -> None:
+    with pytest.raises(InvalidParameter) as exc:
+        check_mac(mac, "mac")
+    assert exc.value == InvalidParameter("mac")  # as SetLinkProperties names it
+    assert refused("veth", mac=mac) == "link.mac"
+
+
+@given(st.binary(min_size=6, max_size=6).filter(any), st.booleans())
+def test_mac_accepted_iff_unicast(raw: bytes, upper: bool) -> None:
+    mac = ":".join(f"{b:02x}" for b in raw)
+    mac = mac.upper() if upper else mac
+    if raw[0] & 1:
+        with pytest.raises(InvalidParameter):
+            check_mac(mac, "link.mac")
+    else:
+        check_mac(mac, "link.mac")
+
+
+def test_the_zero_mac_is_refused() -> None:
+    """The kernel's is_valid_ether_addr() refuses multicast *and* all-zero addresses; only the
+    first is checked. `ip link add v0 address 00:00:00:00:00:00 type veth peer name p0` (and
+    the same for bridge) gives EADDRNOTAVAIL, so CreateLink/SetLinkProperties answer
+    KernelError(99) where InvalidParameter("link.mac"/"mac") is due.
+    """
+    with pytest.raises(InvalidParameter):
+        check_mac("00:00:00:00:00:00", "mac")
+
+
+# --- macvlan / macvtap --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ["macvlan", "macvtap"])
+@pytest.mark.parametrize("mode", [*MODES, None])
+def test_macvlan_modes_accepted(cls: str, mode: str | None) -> None:
+    KINDS[cls].validate(spec(cls, mode=mode))
+
+
+@pytest.mark.parametrize("cls", ["macvlan", "macvtap"])
+@pytest.mark.parametrize("mode", ["", "Bridge", "source", "vepa ", "802.1qbg"])
+def test_macvlan_bad_modes_refused(cls: str, mode: str) -> None:
+    assert refused(cls, mode=mode) == "link.mode"
+
+
+def test_macvlan_modes_are_the_kernels() -> None:
+    assert set(MODES) == {"bridge", "private", "vepa", "passthru"}
+
+
+@pytest.mark.parametrize("cls", ["macvlan", "macvtap"])
+def test_macvlan_request(cls: str) -> None:
+    kind = KINDS[cls]
+    assert kind.request(spec(cls), Resolved(parent_ifindex=3)) == CreateRequest(
+        kind=cls, attrs={"link": 3, f"{cls}_mode": "bridge"})
+    assert kind.request(spec(cls, mode="vepa"), Resolved(parent_ifindex=3)).attrs == {
+        "link": 3, f"{cls}_mode": "vepa"}
+
+
+# --- vxlan --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("vni", "ok"), [(0, True), (1, True), ((1 << 24) - 1, True),
+                                         (1 << 24, False), (-1, False), (1 << 32, False)])
+def test_vxlan_vni_range(vni: int, ok: bool) -> None:
+    if ok:
+        KINDS["vxlan"].validate(spec("vxlan", vni=vni))
+    else:
+        assert refused("vxlan", vni=vni) == "link.vni"
+
+
+@given(st.integers())
+def test_vxlan_vni_accepted_iff_24_bits(vni: int) -> None:
+    if 0 <= vni < 1 << 24:
+        KINDS["vxlan"].validate(spec("vxlan", vni=vni))
+    else:
+        assert refused("vxlan", vni=vni) == "link.vni"
+
+
+@pytest.mark.parametrize(("port", "ok"), [(1, True), (4789, True), (65535, True), (0, False),
+                                          (-1, False), (65536, False)])
+def test_vxlan_port_range(port: int, ok: bool) -> None:
+    if ok:
+        KINDS["vxlan"].validate(spec("vxlan", port=port))
+    else:
+        assert refused("vxlan", port=port) == "link.port"
+
+
+@pytest.mark.parametrize("field", ["remote", "local"])
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [("192.0.2.1", True), ("2001:db8::1", True), ("239.1.1.1", True), ("10.0.0", False),
+     ("example.com", False), ("", False), ("1.2.3.4/24", False), ("::ffff:1.2.3.4.5", False)],
+)
+def test_vxlan_addresses(field: str, address: str, ok: bool) -> None:
+    if ok:
+        KINDS["vxlan"].validate(spec("vxlan", **{field: address}))
+    else:
+        assert refused("vxlan", **{field: address}) == f"link.{field}"
+
+
+def test_check_ip_names_the_parameter() -> None:
+    with pytest.raises(InvalidParameter) as exc:
+        check_ip("nope", "link.remote")
+    assert exc.value == InvalidParameter("link.remote")
+
+
+def test_vxlan_request() -> None:
+    kind = KINDS["vxlan"]
+    assert kind.request(spec("vxlan"), Resolved()) == CreateRequest(
+        kind="vxlan", attrs={"vxlan_id": 42, "vxlan_port": 4789})
+    v4 = kind.request(spec("vxlan", remote="192.0.2.1", local="192.0.2.2", port=8472),
+                      Resolved(parent_ifindex=4))
+    assert v4.attrs == {"vxlan_id": 42, "vxlan_port": 8472, "vxlan_group": "192.0.2.1",
+                        "vxlan_local": "192.0.2.2", "vxlan_link": 4}
+    v6 = kind.request(spec("vxlan", remote="2001:db8::1", local="2001:db8::2"), Resolved())
+    assert v6.attrs == {"vxlan_id": 42, "vxlan_port": 4789, "vxlan_group6": "2001:db8::1",
+                        "vxlan_local6": "2001:db8::2"}
+
+
+def test_vxlan_remote_and_local_of_different_families_are_refused() -> None:
+    """The kernel's vxlan_config_validate refuses local and remote of different families
+    (checked through pyroute2: vxlan_group=10.0.0.1 + vxlan_local6=::1 gives EINVAL), so the
+    caller gets KernelError(22) instead of InvalidParameter.
+    """
+    with pytest.raises(InvalidParameter):
+        KINDS["vxlan"].validate(spec("vxlan", remote="192.0.2.1", local="2001:db8::2"))
+
+
+def test_scoped_ipv6_addresses_are_refused() -> None:
+    """Python's ipaddress accepts a scope suffix, but a netlink address attribute cannot carry
+    one: pyroute2's inet_pton raises OSError, which the netlink shell reports as KernelError(EIO)
+    rather than the InvalidParameter("link.remote") the spec deserves.
+    """
+    with pytest.raises(InvalidParameter):
+        KINDS["vxlan"].validate(spec("vxlan", remote="fe80::1%eth0"))
+
+
+# --- veth, bridge, tap --------------------------------------------------------------------------
+
+
+def test_veth_request_names_the_peer() -> None:
+    assert KINDS["veth"].request(spec("veth", peer="p0"), Resolved()) == CreateRequest(
+        kind="veth", attrs={"peer": {"ifname": "p0"}})
+
+
+def test_requests_do_not_share_attrs() -> None:
+    """The service adds mtu, address and master to `attrs`: each request needs its own dict."""
+    kind = KINDS["bridge"]
+    a, b = kind.request(spec("bridge"), Resolved()), kind.request(spec("bridge"), Resolved())
+    a.attrs["mtu"] = 9000
+    assert b.attrs == {}
+
+
+def test_bridge_and_tap_requests() -> None:
+    assert KINDS["bridge"].request(spec("bridge"), Resolved()) == CreateRequest(kind="bridge")
+    tap = KINDS["tap"].request(spec("tap"), Resolved())
+    assert tap == CreateRequest(kind="tun", ioctl_tap=True)
+
+
+# --- from the wire ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({"name": "v0", "class": "veth", "peer": "v1", "vni": 5}, "link.vni"),
+        ({"name": "br0", "class": "bridge", "peer": "x"}, "link.peer"),
+        ({"name": "t0", "class": "tap", "port": 1}, "link.port"),
+        ({"name": "m0", "class": "macvlan", "parent": "eth0", "mode": "bogus"}, "link.mode"),
+        ({"name": "x0", "class": "vxlan", "vni": 16777216}, "link.vni"),
+        ({"name": "b0", "class": "bridge", "mac": "01:00:00:00:00:00"}, "link.mac"),
+    ],
+)
+def test_decoded_specs_are_refused_with_wire_names(body: dict[str, Any], parameter: str) -> None:
+    link = msgspec.convert(body, LinkSpec)
+    with pytest.raises(InvalidParameter) as exc:
+        KINDS[link.class_].validate(link)
+    assert exc.value == InvalidParameter(parameter)
