@@ -98,6 +98,8 @@ async def restore(broker: Broker) -> None:
     for zone in list(broker.zones):
         rt = broker.runtimes[zone.name]
         broker.reconcile_zone(zone.name, await rt.netlink.dump())
+        for error in await broker.recreate_persistent(zone.name):
+            log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
         broker.watch(zone)
     for zone, _ in reopened:
         if zone.pid is not None and zone.root is not None:

@@ -49,6 +49,9 @@ def visible_links(
     """A non-global zone's links; for the global zone, one zone's or (no zone) all of them."""
     if caller == GLOBAL_ZONE and zone is None:
         found = list(links)
+    elif caller == GLOBAL_ZONE and zone is not None and zones.get(zone) is None and (
+            configured := links.in_zone(zone)):
+        found = configured  # a halted zone's persistent configuration, all absent
     else:
         found = links.in_zone(target_zone(caller, zone, zones))
     if cls is not None:

@@ -62,6 +62,7 @@ from broker._types import (
     HaltZoneParams,
     Link,
     LinkReply,
+    LinkSpec,
     LinksReply,
     ListLinksParams,
     ReclaimLinkParams,
@@ -235,7 +236,6 @@ class Broker:
             validate_link_name(spec.peer)
         zone = target_zone(caller.zone, spec.zone, self.zones)
         peer_zone = target_zone(caller.zone, spec.peer_zone or zone, self.zones)
-        owner = caller.zone
         async with self._locked(zone, peer_zone):
             for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
                 if name is not None and self.links.name_taken(z, name):
@@ -245,90 +245,142 @@ class Broker:
             self._check_limit(zone, 1 if peer_zone != zone or spec.peer is None else 2)
             if peer_zone != zone:
                 self._check_limit(peer_zone, 1)
-            parent = master = None
-            if spec.parent is not None:
-                parent = self._resolve_in(caller.zone, zone, spec.parent, global_too=True)
-            if spec.master is not None:
-                master = self._resolve_in(caller.zone, zone, spec.master, global_too=False)
-                if master.cls != "bridge":
-                    raise InvalidParameter("link.master")
-            resolved = Resolved(
-                parent_ifindex=parent.ifindex if parent else None,
-                master_ifindex=master.ifindex if master else None,
-            )
-            request = kind.request(spec, resolved)
-            attrs = request.attrs
-            if spec.mtu is not None:
-                attrs["mtu"] = spec.mtu
-            if spec.mac is not None:
-                attrs["address"] = spec.mac
-            if spec.up:
-                attrs["state"] = "up"
-            if master is not None:
-                attrs["master"] = master.ifindex
-            if spec.peer is not None:
-                attrs["peer"] = dict(attrs["peer"])
-                if spec.mtu is not None:
-                    attrs["peer"]["mtu"] = spec.mtu
-                if peer_zone != zone:
-                    attrs["peer"]["net_ns_fd"] = self._runtime(peer_zone).netns_fd
-                    if attrs["peer"]["net_ns_fd"] is None:  # the peer goes to the host
-                        attrs["peer"]["net_ns_fd"] = self._host_fd()
-            # Where the message goes: to the parent's zone when the parent lives elsewhere
-            # (the kernel places the new link straight into `zone`), else to `zone` itself.
-            sender = self._runtime(parent.zone if parent and parent.zone != zone else zone)
-            target_fd = None
-            if parent is not None and parent.zone != zone:
-                target_fd = self._runtime(zone).netns_fd
-                if target_fd is None:
-                    target_fd = self._host_fd()
+            link = await self._make(caller.zone, spec, zone, peer_zone)
+            return LinkReply(link=self._view(caller.zone, link))
 
+    async def _make(self, owner: str, spec: LinkSpec, zone: str, peer_zone: str,
+                    ids: tuple[int, int | None] | None = None) -> LinkRecord:
+        """Make a validated spec in the kernel and the table; the zone locks are held.
+        `ids` re-uses the IDs of a persistent link being re-created."""
+        kind = KINDS[spec.class_]
+        parent = master = None
+        if spec.parent is not None:
+            parent = self._resolve_in(owner, zone, spec.parent, global_too=True)
+        if spec.master is not None:
+            master = self._resolve_in(owner, zone, spec.master, global_too=False)
+            if master.cls != "bridge":
+                raise InvalidParameter("link.master")
+        resolved = Resolved(
+            parent_ifindex=parent.ifindex if parent else None,
+            master_ifindex=master.ifindex if master else None,
+        )
+        request = kind.request(spec, resolved)
+        attrs = request.attrs
+        if spec.mtu is not None:
+            attrs["mtu"] = spec.mtu
+        if spec.mac is not None:
+            attrs["address"] = spec.mac
+        if spec.up:
+            attrs["state"] = "up"
+        if master is not None:
+            attrs["master"] = master.ifindex
+        if spec.peer is not None:
+            attrs["peer"] = dict(attrs["peer"])
+            if spec.mtu is not None:
+                attrs["peer"]["mtu"] = spec.mtu
+            if peer_zone != zone:
+                attrs["peer"]["net_ns_fd"] = self._runtime(peer_zone).netns_fd
+                if attrs["peer"]["net_ns_fd"] is None:  # the peer goes to the host
+                    attrs["peer"]["net_ns_fd"] = self._host_fd()
+        # Where the message goes: to the parent's zone when the parent lives elsewhere
+        # (the kernel places the new link straight into `zone`), else to `zone` itself.
+        sender = self._runtime(parent.zone if parent and parent.zone != zone else zone)
+        target_fd = None
+        if parent is not None and parent.zone != zone:
+            target_fd = self._runtime(zone).netns_fd
+            if target_fd is None:
+                target_fd = self._host_fd()
+
+        if ids is None:
             link_id = self.links.allocate_id()
             peer_id = self.links.allocate_id() if spec.peer is not None else None
-            planned = [(zone, spec.name)] + ([(peer_zone, spec.peer)] if spec.peer else [])
-            with self.store.transaction():
-                self.store.set_next_id(self.links.next_id)
-                self.store.put_intent(Intent(link_id, planned))
+        else:
+            link_id, peer_id = ids
+        planned = [(zone, spec.name)] + ([(peer_zone, spec.peer)] if spec.peer else [])
+        with self.store.transaction():
+            self.store.set_next_id(self.links.next_id)
+            self.store.put_intent(Intent(link_id, planned))
 
-            await sender.netlink.create(spec.name, request, spec.class_, target_fd)
-            try:
+        await sender.netlink.create(spec.name, request, spec.class_, target_fd)
+        try:
+            made = await self._read_back(zone, spec.name)
+            if request.ioctl_tap and (spec.mtu or spec.mac or spec.up or master):
+                props = {k: v for k, v in attrs.items()
+                         if k in ("mtu", "address", "master", "state")}
+                await self._runtime(zone).netlink.set(made.ifindex, f"configure {spec.name}",
+                                                      **props)
                 made = await self._read_back(zone, spec.name)
-                if request.ioctl_tap and (spec.mtu or spec.mac or spec.up or master):
-                    props = {k: v for k, v in attrs.items()
-                             if k in ("mtu", "address", "master", "state")}
-                    await self._runtime(zone).netlink.set(made.ifindex, f"configure {spec.name}",
-                                                          **props)
-                    made = await self._read_back(zone, spec.name)
-                peer_made = await self._read_back(peer_zone, spec.peer) if spec.peer else None
-            except BaseException:
-                await self._undo_create(zone, spec.name)
-                with contextlib.suppress(LinkbrokerError, OSError):
-                    self.store.delete_intent(link_id)
-                raise
-
-            link = self.record_from_kernel(zone, owner, made, link_id)
-            link.cls = spec.class_
-            link.persistent = bool(spec.persistent)
-            link.parent_id = parent.id if parent else None
-            link.master_id = master.id if master else None
-            if owner == GLOBAL_ZONE and zone != GLOBAL_ZONE:
-                link.home_name = spec.name
-            added = [link]
-            if peer_made is not None and peer_id is not None:
-                peer = self.record_from_kernel(peer_zone, owner, peer_made, peer_id)
-                peer.persistent = link.persistent
-                peer.peer_id, link.peer_id = link.id, peer.id
-                if owner == GLOBAL_ZONE and peer_zone != GLOBAL_ZONE:
-                    peer.home_name = spec.peer
-                added.append(peer)
-            for rec in added:
-                self.links.add(rec)
-            with self.store.transaction():
-                self.store.put_links(added)
+            peer_made = await self._read_back(peer_zone, spec.peer) if spec.peer else None
+        except BaseException:
+            await self._undo_create(zone, spec.name)
+            with contextlib.suppress(LinkbrokerError, OSError):
                 self.store.delete_intent(link_id)
-            for rec in added:
-                self._publish("link_added", rec)
-            return LinkReply(link=self._view(caller.zone, link))
+            raise
+
+        link = self.record_from_kernel(zone, owner, made, link_id)
+        link.cls = spec.class_
+        link.persistent = bool(spec.persistent)
+        link.parent_id = parent.id if parent else None
+        link.master_id = master.id if master else None
+        if owner == GLOBAL_ZONE and zone != GLOBAL_ZONE:
+            link.home_name = spec.name
+        added = [link]
+        if peer_made is not None and peer_id is not None:
+            peer = self.record_from_kernel(peer_zone, owner, peer_made, peer_id)
+            peer.persistent = link.persistent
+            peer.peer_id, link.peer_id = link.id, peer.id
+            if owner == GLOBAL_ZONE and peer_zone != GLOBAL_ZONE:
+                peer.home_name = spec.peer
+            added.append(peer)
+        for rec in added:
+            self.links.add(rec)
+        with self.store.transaction():
+            self.store.put_links(added)
+            self.store.delete_intent(link_id)
+        for rec in added:
+            self._publish("link_added", rec)
+        return link
+
+    async def recreate_persistent(self, zone: str) -> list[str]:
+        """Bring back the zone's absent persistent links, with their IDs (dlmgmtd's
+        persistent configuration). A veth comes back when both its zones are booted."""
+        plans: list[tuple[list[LinkRecord], LinkSpec]] = []
+        seen: set[int] = set()
+        # Specs first, for all of them: taking a record out of the table unlinks whatever
+        # names it as master or peer.
+        for link in sorted(self.links.in_zone(zone), key=lambda x: x.id):
+            if link.present or not link.persistent or link.id in seen:
+                continue
+            peer = self.links.get(link.peer_id)
+            if peer is not None and (peer.present or peer.zone not in self.runtimes):
+                continue
+            parent = self.links.get(link.parent_id)
+            master = self.links.get(link.master_id)
+            plans.append(([link] + ([peer] if peer else []), LinkSpec(
+                name=link.name, class_=link.cls,  # type: ignore[arg-type]
+                zone=link.zone, persistent=True, mtu=link.mtu, mac=link.mac,
+                up=link.up or None, peer=peer.name if peer else None,
+                peer_zone=peer.zone if peer else None,
+                parent=parent.name if parent else None, mode=link.mode, vni=link.vni,
+                remote=link.remote, local=link.local, port=link.port,
+                master=master.name if master else None,
+            )))
+            seen.update(rec.id for rec in plans[-1][0])
+        errors: list[str] = []
+        for saved, spec in plans:
+            link, peer = saved[0], (saved[1] if len(saved) > 1 else None)
+            for rec in saved:
+                self.links.remove(rec.id)
+            try:
+                async with self._locked(*(rec.zone for rec in saved)):
+                    await self._make(link.owner, spec, link.zone,
+                                     peer.zone if peer else link.zone,
+                                     (link.id, peer.id if peer else None))
+            except (LinkbrokerError, OSError) as exc:
+                errors.append(f"link {link.name}: {exc}")
+                for rec in saved:
+                    self.links.add(rec)
+        return errors
 
     def _host_fd(self) -> int:
         handle = self._runtime(GLOBAL_ZONE).handle
@@ -550,6 +602,8 @@ class Broker:
         self.runtimes[zone.name] = Runtime(handle, netlink)
         self.zones.add(zone)
         self.reconcile_zone(zone.name, found)
+        for error in await self.recreate_persistent(zone.name):
+            log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
         self.watch(zone)
         if attach and zone.pid is not None:
             zone.attached = await self.attach(zone)
