@@ -382,6 +382,26 @@ class Broker:
                     self.links.add(rec)
         return errors
 
+    async def relend(self, zone: str) -> list[str]:
+        """Lend again the global zone's links persistently assigned to `zone`."""
+        errors: list[str] = []
+        for link in sorted(self.links.in_zone(GLOBAL_ZONE), key=lambda x: x.id):
+            if link.assigned_to != zone or not link.present:
+                continue
+            async with self._locked(GLOBAL_ZONE, zone):
+                if self.links.name_taken(zone, link.name):
+                    errors.append(f"link {link.name}: the zone has a link of that name")
+                    continue
+                try:
+                    await self._move(link, zone, link.name)
+                except (LinkbrokerError, OSError) as exc:
+                    errors.append(f"link {link.name}: {exc}")
+                    continue
+                link.home_name = link.home_name or link.name
+                self.store.put_links([link])
+                self._publish("link_assigned", link)
+        return errors
+
     def _host_fd(self) -> int:
         handle = self._runtime(GLOBAL_ZONE).handle
         assert handle is not None, "the global runtime holds the host namespace fd"
@@ -512,6 +532,7 @@ class Broker:
             self._check_limit(zone, 1)
             await self._move(link, zone, link.name)
             link.home_name = link.home_name or link.name
+            link.assigned_to = zone if p.persistent else None
             self.store.put_links([link])
             self._publish("link_assigned", link)
             return LinkReply(link=self._view(caller.zone, link))
@@ -553,6 +574,7 @@ class Broker:
                 raise LinkExists(home)
             await self._move(link, GLOBAL_ZONE, home)
             link.home_name = None
+            link.assigned_to = None
             self.store.put_links([link])
             self._publish("link_reclaimed", link, zone=zone)
             return LinkReply(link=self._view(caller.zone, link))
@@ -604,6 +626,8 @@ class Broker:
         self.reconcile_zone(zone.name, found)
         for error in await self.recreate_persistent(zone.name):
             log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
+        for error in await self.relend(zone.name):
+            log.warning("zone %s: persistent assignment not restored: %s", zone.name, error)
         self.watch(zone)
         if attach and zone.pid is not None:
             zone.attached = await self.attach(zone)

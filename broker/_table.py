@@ -28,6 +28,8 @@ class LinkRecord:
     present: bool = True
     # The name the link returns home under when it is on loan (its name in the global zone).
     home_name: str | None = None
+    # A persistent assignment: the zone this link is lent to whenever that zone is booted.
+    assigned_to: str | None = None
     ifindex: int | None = None
     mac: str | None = None
     mtu: int | None = None

@@ -176,6 +176,8 @@ class SetLinkPropertiesParams(_Wire):
 class AssignLinkParams(_Wire):
     name: str
     zone: str
+    # Added: lend it again whenever the zone boots, until ReclaimLink.
+    persistent: bool | None = None
 
 
 class ReclaimLinkParams(_Wire):

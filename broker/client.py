@@ -192,8 +192,9 @@ class Client:
                            master=master)
         return _convert(reply["link"], Link)
 
-    def assign_link(self, name: str, zone: str) -> Link:
-        return _convert(self._call("AssignLink", name=name, zone=zone)["link"], Link)
+    def assign_link(self, name: str, zone: str, persistent: bool | None = None) -> Link:
+        reply = self._call("AssignLink", name=name, zone=zone, persistent=persistent)
+        return _convert(reply["link"], Link)
 
     def reclaim_link(self, name: str, zone: str | None = None) -> Link:
         return _convert(self._call("ReclaimLink", name=name, zone=zone)["link"], Link)

@@ -170,7 +170,7 @@ def cmd_set_linkprop(c: Client, a: argparse.Namespace) -> None:
 
 
 def cmd_assign_link(c: Client, a: argparse.Namespace) -> None:
-    _print_link(c.assign_link(a.link, a.target_zone), a)
+    _print_link(c.assign_link(a.link, a.target_zone, persistent=a.persistent or None), a)
 
 
 def cmd_reclaim_link(c: Client, a: argparse.Namespace) -> None:
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("assign-link", cmd_assign_link, "lend a global-zone link to a zone (global only)")
     p.add_argument("link")
     p.add_argument("target_zone", metavar="zone")
+    p.add_argument("--persistent", action="store_true",
+                   help="lend it again whenever the zone boots, until reclaim-link")
 
     p = add("reclaim-link", cmd_reclaim_link, "take a lent link back (global only)")
     p.add_argument("link")

@@ -52,3 +52,24 @@ def test_global_persistent_link_returns_at_broker_start(broker: BrokerProcess,
         assert br in kernel_links(None)
         gz.delete_link(br)
     assert br not in kernel_links(None)
+
+
+def test_persistent_assignment_is_restored_on_boot(broker: BrokerProcess, netns: Any,
+                                                   names: Any) -> None:
+    ns = netns("lend")
+    host_end, other = names.link("h"), names.link("o")
+    with broker.client() as gz:
+        gz.boot_zone("lend", netns=ns)
+        gz.create_link(LinkSpec(name=host_end, class_="veth", peer=other))
+        gz.assign_link(host_end, "lend", persistent=True)
+        gz.halt_zone("lend")
+        assert gz.get_link(host_end).zone == "global"  # home while the zone is down
+        gz.boot_zone("lend", netns=ns)
+        again = gz.get_link(host_end, "lend")
+        assert again.onloan and host_end in kernel_links(ns)
+        gz.reclaim_link(host_end)
+        gz.halt_zone("lend")
+        gz.boot_zone("lend", netns=ns)  # reclaimed: no longer lent on boot
+        assert gz.get_link(host_end).zone == "global"
+        gz.halt_zone("lend")
+        gz.delete_link(host_end)
