@@ -24,7 +24,7 @@ from broker._events import EventBus
 from broker._names import GLOBAL_ZONE
 from broker._netlink import ZoneNetlink
 from broker._policy import PolicyError, load_policy
-from broker._server import Server
+from broker._server import Limits, Server
 from broker._service import Broker, Runtime
 from broker._store import Store
 from broker._table import ZoneRecord
@@ -108,12 +108,12 @@ async def restore(broker: Broker) -> None:
 
 
 async def run(socket_path: str, state_dir: str, policy_path: str | None,
-              event_queue_limit: int = 1024) -> int:
+              event_queue_limit: int = 1024, limits: Limits | None = None) -> int:
     policy = load_policy(policy_path)
     store = Store(state_dir)
     broker = Broker(store=store, socket_path=socket_path, policy=policy,
                     events=EventBus(event_queue_limit))
-    server = Server(broker, socket_path)
+    server = Server(broker, socket_path, limits or Limits())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -160,14 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--event-queue-limit", type=int, default=1024, metavar="N",
                         help="events a subscriber may fall behind before it is cut off "
                         "(default 1024)")
+    parser.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                        help="connections at once, all zones together (default 1024)")
+    parser.add_argument("--max-connections-per-zone", type=int, default=128, metavar="N",
+                        help="connections at once from one zone (default 128), so one zone's "
+                        "flood cannot take every slot")
+    parser.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="close a connection that sends nothing for this long "
+                        "(default 600; subscriptions are exempt)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="linkbrokerd: %(levelname)s %(message)s")
     try:
+        limits = Limits(args.max_connections, args.max_connections_per_zone,
+                        args.idle_timeout)
         return asyncio.run(run(args.socket, args.state_dir, args.policy,
-                               args.event_queue_limit))
+                               args.event_queue_limit, limits))
     except PolicyError as exc:
         print(f"linkbrokerd: {exc}", file=sys.stderr)
         return 2

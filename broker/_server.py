@@ -88,11 +88,28 @@ class _Connection:
     closed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection bounds, so no caller can exhaust the broker for the others.
+
+    The per-zone cap is what keeps a flood from one zone from taking every slot: each zone
+    (each namespace, booted or not) has its own share of `max_connections`.
+    """
+
+    max_connections: int = 1024
+    max_connections_per_zone: int = 128
+    # A connection that sends no frame for this long is closed (half-open and forgotten
+    # connections included). Subscriptions are exempt: they are waiting on the broker.
+    idle_timeout: float = 600.0
+
+
 @dataclass
 class Server:
     broker: Broker
     path: str
+    limits: Limits = field(default_factory=Limits)
     version: str = "0.1.0"
+    _per_zone: dict[int, int] = field(default_factory=dict)
     _server: asyncio.Server | None = None
     _inflight: set[asyncio.Future[msgspec.Struct]] = field(default_factory=set)
     _conns: set[asyncio.Task[None]] = field(default_factory=set)
@@ -134,17 +151,37 @@ class Server:
                 log.info("refused a connection: %s", exc)
                 return
             conn = _Connection(peer, writer)
-            await self._read_loop(conn, reader)
-        except (ConnectionError, asyncio.CancelledError):
+            refusal = self._admit(peer.netns_inode)
+            if refusal is not None:
+                log.info("refused a connection of pid %d: %s", peer.pid, refusal)
+                await self._send(conn, encode_error(refusal))
+                return
+            try:
+                await self._read_loop(conn, reader)
+            finally:
+                self._per_zone[peer.netns_inode] -= 1
+                if not self._per_zone[peer.netns_inode]:
+                    del self._per_zone[peer.netns_inode]
+        except (ConnectionError, asyncio.CancelledError, TimeoutError):
             pass
         finally:
             self._conns.discard(task)
             writer.close()
 
+    def _admit(self, inode: int) -> LimitExceeded | None:
+        """Count the connection in, or say which limit it would exceed."""
+        if len(self._conns) > self.limits.max_connections:
+            return LimitExceeded("connections", self.limits.max_connections)
+        if self._per_zone.get(inode, 0) >= self.limits.max_connections_per_zone:
+            return LimitExceeded("connections from this zone",
+                                 self.limits.max_connections_per_zone)
+        self._per_zone[inode] = self._per_zone.get(inode, 0) + 1
+        return None
+
     async def _read_loop(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         frames = FrameBuffer(MAX_FRAME)
         while True:
-            data = await reader.read(65536)
+            data = await asyncio.wait_for(reader.read(65536), self.limits.idle_timeout)
             if not data:
                 return
             try:
