@@ -24,6 +24,7 @@ from broker._events import EventBus
 from broker._names import GLOBAL_ZONE
 from broker._netlink import ZoneNetlink
 from broker._policy import PolicyError, load_policy
+from broker._privileges import drop_capabilities
 from broker._server import Limits, Server
 from broker._service import Broker, Runtime
 from broker._store import Store
@@ -107,8 +108,12 @@ async def restore(broker: Broker) -> None:
         broker.store.put_zone(zone)
 
 
-async def run(socket_path: str, state_dir: str, policy_path: str | None,
-              event_queue_limit: int = 1024, limits: Limits | None = None) -> int:
+async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
+              event_queue_limit: int = 1024, limits: Limits | None = None,
+              keep_capabilities: bool = False) -> int:
+    if not keep_capabilities:
+        log.info("capabilities now %#x (kept: net_admin, sys_admin, sys_chroot, sys_ptrace, "
+                 "dac_override, dac_read_search, fowner)", drop_capabilities())
     policy = load_policy(policy_path)
     store = Store(state_dir)
     broker = Broker(store=store, socket_path=socket_path, policy=policy,
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS",
                         help="close a connection that sends nothing for this long "
                         "(default 600; subscriptions are exempt)")
+    parser.add_argument("--keep-capabilities", action="store_true",
+                        help="do not drop capabilities at start (debugging only)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -177,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         limits = Limits(args.max_connections, args.max_connections_per_zone,
                         args.idle_timeout)
         return asyncio.run(run(args.socket, args.state_dir, args.policy,
-                               args.event_queue_limit, limits))
+                               event_queue_limit=args.event_queue_limit, limits=limits,
+                               keep_capabilities=args.keep_capabilities))
     except PolicyError as exc:
         print(f"linkbrokerd: {exc}", file=sys.stderr)
         return 2

@@ -331,3 +331,15 @@ def test_stock_varlink_client_drives_every_method(lab: Lab, names: Any) -> None:
     out = run("ip", "netns", "exec", lab.red_ns, sys.executable, "-m", "varlink.cli", "help",
               f"{address}/io.linkbroker")
     assert "method CreateLink" in out.stdout
+
+
+def test_broker_keeps_only_the_capabilities_it_needs(broker: BrokerProcess) -> None:
+    from broker._privileges import KEPT, effective_capabilities
+
+    assert broker.proc is not None
+    effective = effective_capabilities(broker.proc.pid)
+    assert effective & ~sum(1 << cap for cap in KEPT) == 0
+    assert effective & (1 << 12)  # CAP_NET_ADMIN is kept; every other test shows it suffices
+    with open(f"/proc/{broker.proc.pid}/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    assert bounding & ~sum(1 << cap for cap in KEPT) == 0
