@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 DEFAULT_SOCKET = "/run/linkbroker/broker.sock"
+MAX_REPLY = 256 << 20
 _T = TypeVar("_T")
 
 
@@ -85,7 +86,9 @@ class Connection:
         except OSError:
             self._sock.close()
             raise
-        self._frames = FrameBuffer()
+        # The 1 MiB limit bounds what the broker accepts; its replies can be larger (the
+        # global zone listing every link of a big host).
+        self._frames = FrameBuffer(MAX_REPLY)
         self._pending: list[bytes] = []
 
     def close(self) -> None:
