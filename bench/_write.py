@@ -1,0 +1,103 @@
+"""Scenario 2: the cost of a write: a veth across two zones, created and deleted.
+
+Three ways of the same kernel work, interleaved iteration by iteration so drift hits all alike:
+- linkbroker: CreateLink (veth, one end in zone A, its peer in zone B) + DeleteLink, from the
+  global zone through the typed client;
+- pyroute2 directly: one RTM_NEWLINK sent on a netlink socket inside A placing the peer into B
+  with net_ns_fd, and one RTM_DELLINK by name (the kernel's floor for this work);
+- `ip -n A link add NAME type veth peer name PEER netns B` + `ip -n A link del NAME`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from bench._common import Broker, Config, Lab, progress, ratio, run, summarize
+from broker.client import Client, LinkSpec
+from zones._ns import run_in_netns
+
+
+def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
+    za, zb = f"{lab.prefix}wa", f"{lab.prefix}wb"
+    lab.add_namespaces([za, zb])
+    client = Client(broker.socket)
+    fd_a = os.open(f"/run/netns/{za}", os.O_RDONLY | os.O_CLOEXEC)
+    fd_b = os.open(f"/run/netns/{zb}", os.O_RDONLY | os.O_CLOEXEC)
+    sock = run_in_netns(fd_a, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
+                                                    socket.NETLINK_ROUTE))
+    ipr = IPRoute(fileno=sock.detach())
+    p = lab.prefix
+    try:
+        client.boot_zone(za, netns=za)
+        client.boot_zone(zb, netns=zb)
+
+        def broker_pair(i: int) -> tuple[float, float]:
+            t0 = time.perf_counter()
+            client.create_link(LinkSpec(name=f"{p}A{i}", class_="veth", zone=za,
+                                        peer=f"{p}B{i}", peer_zone=zb))
+            t1 = time.perf_counter()
+            client.delete_link(f"{p}A{i}", zone=za)
+            return t1 - t0, time.perf_counter() - t1
+
+        def pyroute2_pair(i: int) -> tuple[float, float]:
+            t0 = time.perf_counter()
+            ipr.link("add", ifname=f"{p}P{i}", kind="veth",
+                     peer={"ifname": f"{p}Q{i}", "net_ns_fd": fd_b})
+            t1 = time.perf_counter()
+            ipr.link("del", ifname=f"{p}P{i}")
+            return t1 - t0, time.perf_counter() - t1
+
+        def ip_pair(i: int) -> tuple[float, float]:
+            t0 = time.perf_counter()
+            run(["ip", "-n", za, "link", "add", f"{p}I{i}", "type", "veth", "peer", "name",
+                 f"{p}J{i}", "netns", zb])
+            t1 = time.perf_counter()
+            run(["ip", "-n", za, "link", "del", f"{p}I{i}"])
+            return t1 - t0, time.perf_counter() - t1
+
+        ways: dict[str, Callable[[int], tuple[float, float]]] = {
+            "broker": broker_pair, "pyroute2": pyroute2_pair, "ip": ip_pair}
+        for fn in ways.values():  # warm-up: one of each, not counted
+            fn(9999)
+        times: dict[str, dict[str, list[float]]] = {
+            k: {"create": [], "delete": [], "total": []} for k in ways}
+        deadline = time.monotonic() + (40 if cfg.quick else 120)
+        done = 0
+        for i in range(cfg.write_n):
+            if time.monotonic() > deadline:
+                break
+            for key, fn in ways.items():
+                c, d = fn(i)
+                times[key]["create"].append(c * 1000)
+                times[key]["delete"].append(d * 1000)
+                times[key]["total"].append((c + d) * 1000)
+            done += 1
+            if done % max(1, cfg.write_n // 4) == 0:
+                progress(f"write: {done}/{cfg.write_n} iterations")
+    finally:
+        ipr.close()
+        client.close()
+        os.close(fd_a)
+        os.close(fd_b)
+    res: dict[str, Any] = {
+        "iterations": done,
+        "ms": {k: {part: summarize(v) for part, v in d.items()} for k, d in times.items()},
+    }
+    med = {k: res["ms"][k]["total"]["median"] for k in ways}
+    res["ratios"] = {
+        "broker_over_pyroute2": ratio(med["broker"], med["pyroute2"]),
+        "broker_over_ip": ratio(med["broker"], med["ip"]),
+        "create_broker_over_pyroute2": ratio(res["ms"]["broker"]["create"]["median"],
+                                             res["ms"]["pyroute2"]["create"]["median"]),
+        "delete_broker_over_pyroute2": ratio(res["ms"]["broker"]["delete"]["median"],
+                                             res["ms"]["pyroute2"]["delete"]["median"]),
+    }
+    progress(f"write: create+delete median broker {med['broker']:.1f} ms, pyroute2 "
+             f"{med['pyroute2']:.1f} ms, ip {med['ip']:.1f} ms")
+    return res
