@@ -35,7 +35,7 @@ from zones.opener import open_zone
 __all__ = ["INTERFACE", "METHODS", "Method"]
 
 INTERFACE = "io.linkbroker"
-Handler = Callable[[Broker, Caller, Any], Awaitable[msgspec.Struct]]
+Handler = Callable[[Broker, Caller, Any], Awaitable[msgspec.Struct | msgspec.Raw]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,8 @@ class Method:
     authorization: str
     handler: Handler | None  # None: a streaming method, served by the server's stream loop
     global_only: bool = False
+    # Reads never await: they run inline, without a shielded task (nothing to protect).
+    read: bool = False
 
 
 async def _boot_zone(broker: Broker, caller: Caller, p: BootZoneParams) -> msgspec.Struct:
@@ -51,24 +53,29 @@ async def _boot_zone(broker: Broker, caller: Caller, p: BootZoneParams) -> msgsp
 
 
 METHODS: dict[str, Method] = {
-    # name                 parameters                authorization  handler
-    "WhoAmI":            Method(Empty,                   "link.read",   Broker.who_am_i),
-    "ListZones":         Method(Empty,                   "link.read",   Broker.list_zones),
-    "GetZone":           Method(GetZoneParams,           "link.read",   Broker.get_zone),
-    "ListLinks":         Method(ListLinksParams,         "link.read",   Broker.list_links),
-    "GetLink":           Method(GetLinkParams,           "link.read",   Broker.get_link),
-    "CreateLink":        Method(CreateLinkParams,        "link.write",  Broker.create_link),
-    "DeleteLink":        Method(DeleteLinkParams,        "link.write",  Broker.delete_link),
-    "RenameLink":        Method(RenameLinkParams,        "link.write",  Broker.rename_link),
+    # name               parameters               authorization  handler
+    "WhoAmI":            Method(Empty,                   "link.read",  Broker.who_am_i,
+                                read=True),
+    "ListZones":         Method(Empty,                   "link.read",  Broker.list_zones,
+                                read=True),
+    "GetZone":           Method(GetZoneParams,           "link.read",  Broker.get_zone,
+                                read=True),
+    "ListLinks":         Method(ListLinksParams,         "link.read",  Broker.list_links,
+                                read=True),
+    "GetLink":           Method(GetLinkParams,           "link.read",  Broker.get_link,
+                                read=True),
+    "CreateLink":        Method(CreateLinkParams,        "link.write", Broker.create_link),
+    "DeleteLink":        Method(DeleteLinkParams,        "link.write", Broker.delete_link),
+    "RenameLink":        Method(RenameLinkParams,        "link.write", Broker.rename_link),
     "SetLinkProperties": Method(SetLinkPropertiesParams, "link.write",
                                 Broker.set_link_properties),
     "AssignLink":        Method(AssignLinkParams,        "link.assign", Broker.assign_link,
                                 global_only=True),
     "ReclaimLink":       Method(ReclaimLinkParams,       "link.assign", Broker.reclaim_link,
                                 global_only=True),
-    "BootZone":          Method(BootZoneParams,          "zone.admin",  _boot_zone,
+    "BootZone":          Method(BootZoneParams,          "zone.admin", _boot_zone,
                                 global_only=True),
-    "HaltZone":          Method(HaltZoneParams,          "zone.admin",  Broker.halt_zone,
+    "HaltZone":          Method(HaltZoneParams,          "zone.admin", Broker.halt_zone,
                                 global_only=True),
-    "Subscribe":         Method(SubscribeParams,         "event.read",  None),
+    "Subscribe":         Method(SubscribeParams,         "event.read", None),
 }

@@ -86,6 +86,8 @@ class _Connection:
     peer: Peer
     writer: asyncio.StreamWriter
     closed: bool = False
+    # (zone, policy) -> authorizations: the policy is a frozen value, replaced on reload.
+    auths: tuple[str, object, frozenset[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ class Server:
     version: str = "0.1.0"
     _per_zone: dict[int, int] = field(default_factory=dict)
     _server: asyncio.Server | None = None
-    _inflight: set[asyncio.Future[msgspec.Struct]] = field(default_factory=set)
+    _inflight: set[asyncio.Future[msgspec.Struct | msgspec.Raw]] = field(default_factory=set)
     _conns: set[asyncio.Task[None]] = field(default_factory=set)
     _description: str = field(default_factory=interface_description)
 
@@ -213,6 +215,12 @@ class Server:
             if call is None or not call.oneway:
                 await self._send(conn, encode_error(exc))
             return
+        except Exception:
+            # A bug, not the caller's fault: log it and drop this connection only.
+            log.exception("internal error on a call from pid %d; closing its connection",
+                          conn.peer.pid)
+            conn.closed = True
+            return
         if reply is not None and not call.oneway:
             await self._send(conn, reply)
 
@@ -220,9 +228,14 @@ class Server:
         zone = self.broker.zones.by_inode(conn.peer.netns_inode)
         if zone is None:
             raise ZoneNotRegistered(conn.peer.netns_inode)
-        who = Principal(zone=zone.name, uid=conn.peer.uid, gids=conn.peer.gids,
-                        zone_root=conn.peer.zone_root)
-        auths = self.broker.policy.authorizations(who)
+        policy = self.broker.policy
+        if conn.auths is not None and conn.auths[0] == zone.name and conn.auths[1] is policy:
+            auths = conn.auths[2]
+        else:
+            who = Principal(zone=zone.name, uid=conn.peer.uid, gids=conn.peer.gids,
+                            zone_root=conn.peer.zone_root)
+            auths = policy.authorizations(who)
+            conn.auths = (zone.name, policy, auths)
         if spec.authorization not in auths or (spec.global_only and zone.name != GLOBAL_ZONE):
             raise PermissionDenied(method, spec.authorization)
         return Caller(zone=zone.name, uid=conn.peer.uid, gid=conn.peer.gid,
@@ -242,6 +255,8 @@ class Server:
         if spec.handler is None:
             await self._stream(conn, caller, call, params)
             return None
+        if spec.read:
+            return encode_reply(await spec.handler(self.broker, caller, params))
         task = asyncio.ensure_future(spec.handler(self.broker, caller, params))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

@@ -20,6 +20,8 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from broker._errors import (
     HaltIncomplete,
     InvalidName,
@@ -63,7 +65,6 @@ from broker._types import (
     Link,
     LinkReply,
     LinkSpec,
-    LinksReply,
     ListLinksParams,
     ReclaimLinkParams,
     RenameLinkParams,
@@ -80,6 +81,7 @@ from zones.handle import NETNS_DIR, ZoneGone, ZoneHandle, host_netns_inode
 __all__ = ["Broker", "Caller", "Runtime"]
 
 log = logging.getLogger("linkbroker")
+_encode = msgspec.json.Encoder().encode
 
 # Classes the kernel will not move between namespaces (NETIF_F_NETNS_LOCAL).
 NETNS_LOCAL = frozenset({"bridge"})
@@ -124,6 +126,10 @@ class Broker:
     events: EventBus = field(default_factory=EventBus)
     runtimes: dict[str, Runtime] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Encoded link views by (link ID, caller is global), valid for one table version and
+    # until the next event: a read between two writes encodes nothing.
+    _views: dict[tuple[int, bool], bytes] = field(default_factory=dict)
+    _views_version: int = -1
     _zone_admin: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -140,6 +146,7 @@ class Broker:
 
     def _publish(self, kind: EventKind, link: LinkRecord, old_name: str | None = None,
                  zone: str | None = None) -> None:
+        self._views.clear()  # every change to a link is published: cached views are stale
         snapshot = LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
         self.events.publish(
             kind, zone or link.zone, lambda c: link_view(c, snapshot, self.links), old_name
@@ -201,11 +208,23 @@ class Broker:
         assert zone is not None
         return ZoneReply(zone=zone_view(zone, self.links))
 
-    async def list_links(self, caller: Caller, p: ListLinksParams) -> LinksReply:
+    async def list_links(self, caller: Caller, p: ListLinksParams) -> msgspec.Raw:
+        """The reply is spliced from cached encoded views (LinksReply on the wire)."""
         if p.class_ is not None and p.class_ not in LINK_CLASSES:
             raise InvalidParameter("class")
         found = visible_links(caller.zone, p.zone, p.class_, self.links, self.zones)
-        return LinksReply(links=[self._view(caller.zone, link) for link in found])
+        if self._views_version != self.links.version:
+            self._views.clear()
+            self._views_version = self.links.version
+        is_global = caller.zone == GLOBAL_ZONE
+        views = self._views
+        parts = []
+        for link in found:
+            data = views.get((link.id, is_global))
+            if data is None:
+                data = views[link.id, is_global] = _encode(self._view(caller.zone, link))
+            parts.append(data)
+        return msgspec.Raw(b'{"links":[' + b",".join(parts) + b"]}")
 
     async def get_link(self, caller: Caller, p: GetLinkParams) -> LinkReply:
         link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)

@@ -98,6 +98,8 @@ class LinkTable:
     """Links by ID and by (zone, name); IDs come from a counter that only grows."""
 
     next_id: int = 1
+    # Bumped by every add, remove and place: lets readers cache what they derive.
+    version: int = 0
     _by_id: dict[int, LinkRecord] = field(default_factory=dict)
     _by_zone: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -113,9 +115,11 @@ class LinkTable:
         self._by_id[link.id] = link
         names[link.name] = link.id
         self.next_id = max(self.next_id, link.id + 1)
+        self.version += 1
 
     def remove(self, link_id: int) -> LinkRecord | None:
         link = self._by_id.pop(link_id, None)
+        self.version += 1
         if link is not None:
             names = self._by_zone.get(link.zone, {})
             if names.get(link.name) == link_id:
@@ -131,6 +135,7 @@ class LinkTable:
 
     def place(self, link: LinkRecord, zone: str, name: str) -> None:
         """Move and/or rename a link in the indexes."""
+        self.version += 1
         old = self._by_zone.get(link.zone, {})
         if old.get(link.name) == link.id:
             del old[link.name]

@@ -83,7 +83,7 @@ def decode_call(frame: bytes) -> Call:
         return _call_decoder.decode(frame)
     except msgspec.ValidationError as exc:
         raise InvalidParameter(_parameter_of(exc, "")) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # not JSON, or not UTF-8
         raise InvalidParameter("") from None
 
 
@@ -113,12 +113,12 @@ def decode_parameters(raw: msgspec.Raw | None, type_: type[_T]) -> _T:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
         raise InvalidParameter(_parameter_of(exc, "") or "parameters") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidParameter("parameters") from None
 
 
-def encode_reply(parameters: msgspec.Struct | dict[str, Any] | None, continues: bool = False
-                 ) -> bytes:
+def encode_reply(parameters: msgspec.Struct | msgspec.Raw | dict[str, Any] | None,
+                 continues: bool = False) -> bytes:
     body = b"{}" if parameters is None else _encoder.encode(parameters)
     tail = b',"continues":true}\0' if continues else b"}\0"
     return b'{"parameters":' + body + tail

@@ -500,3 +500,12 @@ def test_a_relayed_remote_error_keeps_its_name() -> None:
     reply = decode_reply(encode_error(err)[:-1])
     assert reply.error == "com.example.Oops"
     assert error_from_wire(reply.error, reply.parameters) == err
+
+
+def test_invalid_utf8_is_an_invalid_parameter() -> None:
+    """Found by the fuzzer against the real broker: msgspec raises UnicodeDecodeError (not a
+    DecodeError) for a frame that is not UTF-8, and it used to drop the connection."""
+    with pytest.raises(InvalidParameter):
+        decode_call(b'{"method": "io.linkbroker.WhoAmI\xca"}')
+    with pytest.raises(InvalidParameter):
+        decode_parameters(msgspec.Raw(b'{"name": "\xca"}'), GetLinkParams)
