@@ -182,8 +182,14 @@ class Server:
 
     async def _read_loop(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         frames = FrameBuffer(MAX_FRAME)
+        loop = asyncio.get_running_loop()
         while True:
-            data = await asyncio.wait_for(reader.read(65536), self.limits.idle_timeout)
+            # One timer re-armed per read (not wait_for, which costs a task per call).
+            idle = loop.call_later(self.limits.idle_timeout, conn.writer.close)
+            try:
+                data = await reader.read(65536)
+            finally:
+                idle.cancel()
             if not data:
                 return
             try:
