@@ -101,6 +101,7 @@ async def restore(broker: Broker) -> None:
         broker.reconcile_zone(zone.name, await rt.netlink.dump())
         for error in await broker.recreate_persistent(zone.name):
             log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
+    for zone in list(broker.zones):  # after all dumps: no zone resyncs what start-up did
         broker.watch(zone)
     for zone, _ in reopened:
         if zone.pid is not None and zone.root is not None:

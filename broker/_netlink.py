@@ -8,6 +8,7 @@ here, at the boundary; nothing from pyroute2 escapes this module.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import os
@@ -15,13 +16,13 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from broker._errors import KernelError, Unsupported
+from broker._linkdump import KernelLink, dump_links
 from broker.kinds import CreateRequest
 from zones._ns import run_in_netns
 
@@ -32,27 +33,6 @@ _TUNSETPERSIST = 0x400454CB
 _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
 _IFF_UP = 0x1
-
-
-@dataclass(frozen=True, slots=True)
-class KernelLink:
-    """What the broker keeps of a kernel link: only the attributes the contract shows."""
-
-    ifindex: int
-    name: str
-    kind: str | None
-    mac: str | None
-    mtu: int | None
-    up: bool
-    master: int | None
-    link: int | None
-    link_netnsid: int | None
-    mode: str | None = None
-    vni: int | None = None
-    remote: str | None = None
-    local: str | None = None
-    port: int | None = None
-    tun_tap: bool = False
 
 
 @contextmanager
@@ -99,8 +79,12 @@ def _parse(msg: Any) -> KernelLink:
     )
 
 
-def _netlink_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+def _netlink_sockets() -> tuple[socket.socket, socket.socket]:
+    """pyroute2's socket (SOCK_DGRAM: its asyncio transport needs it) and one for dumps."""
+    dumps = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
+                          | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    dumps.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE), dumps
 
 
 def create_tap(netns_fd: int | None, name: str) -> None:
@@ -122,22 +106,33 @@ def create_tap(netns_fd: int | None, name: str) -> None:
 class ZoneNetlink:
     """One zone's rtnetlink socket and the short list of operations the broker needs."""
 
-    def __init__(self, sock: socket.socket, netns_fd: int | None) -> None:
+    def __init__(self, sock: socket.socket, dumps: socket.socket, netns_fd: int | None) -> None:
         self.netns_fd = netns_fd
         # pyroute2 owns the descriptor from here on and closes it in close().
         self._ipr = AsyncIPRoute(fileno=sock.detach())
+        self._dumps = dumps
+        self._dump_lock = asyncio.Lock()
+        self._seq = 0
 
     @classmethod
     def open(cls, netns_fd: int | None) -> ZoneNetlink:
         """Open the zone's socket; `netns_fd` None means the broker's own namespace."""
         with kernel_errors("open netlink socket"):
-            sock = run_in_netns(netns_fd, _netlink_socket)
-        return cls(sock, netns_fd)
+            sock, dumps = run_in_netns(netns_fd, _netlink_sockets)
+        return cls(sock, dumps, netns_fd)
 
     def close(self) -> None:
         self._ipr.close()
+        self._dumps.close()
 
     async def dump(self) -> list[KernelLink]:
+        """Every link of the zone, by the lean parser (broker._linkdump)."""
+        async with self._dump_lock:
+            self._seq += 1
+            return await dump_links(self._dumps, self._seq)
+
+    async def dump_pyroute2(self) -> list[KernelLink]:
+        """The same through pyroute2: the reference the lean parser is tested against."""
         with kernel_errors("dump links"):
             return [_parse(msg) async for msg in await self._ipr.link("dump")]
 
