@@ -115,11 +115,14 @@ live_dockerd_pid() {
 # does for /run/netns; its contents stay what they were.
 prepare_host() {
     local dir
-    mkdir -p /var/lib/linkbroker-lab
+    mkdir -p /var/lib/linkbroker-lab "$LAB_RUN_DIR"
     for dir in /run/linkbroker /run/netns; do
         mkdir -p "$dir"
         if [[ $(findmnt -n -o TARGET --mountpoint "$dir" 2>/dev/null || true) != "$dir" ]]; then
             mount --bind "$dir" "$dir"
+            # /run/netns stays a mount point (as `ip netns add` leaves it); ours is undone
+            # by `stop`.
+            [[ $dir == /run/linkbroker ]] && touch "$LAB_RUN_DIR/linkbroker.bind"
         fi
         if [[ $(findmnt -n -o PROPAGATION --mountpoint "$dir" | head -n 1) != shared ]]; then
             mount --make-shared "$dir"
@@ -183,7 +186,19 @@ print_versions() {
     fi
 }
 
+undo_host() {
+    if [[ -e $LAB_RUN_DIR/linkbroker.bind ]]; then
+        if umount /run/linkbroker 2>/dev/null; then
+            say "removed the /run/linkbroker bind mount made by prepare"
+        else
+            say "left the /run/linkbroker bind mount (busy)"
+        fi
+        rm -f "$LAB_RUN_DIR/linkbroker.bind"
+    fi
+}
+
 stop_engine() {
+    undo_host
     local pid
     if ! pid=$(live_dockerd_pid "$MARKER"); then
         if [[ -e $MARKER ]]; then
