@@ -412,13 +412,9 @@ class Broker:
                     errors.append(f"link {link.name}: the zone has a link of that name")
                     continue
                 try:
-                    await self._move(link, zone, link.name)
+                    await self._lend(link, zone)
                 except (LinkbrokerError, OSError) as exc:
                     errors.append(f"link {link.name}: {exc}")
-                    continue
-                link.home_name = link.home_name or link.name
-                self.store.put_links([link])
-                self._publish("link_assigned", link)
         return errors
 
     def _host_fd(self) -> int:
@@ -549,12 +545,27 @@ class Broker:
             if self.links.name_taken(zone, link.name):
                 raise LinkExists(link.name)
             self._check_limit(zone, 1)
-            await self._move(link, zone, link.name)
-            link.home_name = link.home_name or link.name
-            link.assigned_to = zone if p.persistent else None
-            self.store.put_links([link])
-            self._publish("link_assigned", link)
+            await self._lend(link, zone, persistent=bool(p.persistent))
             return LinkReply(link=self._view(caller.zone, link))
+
+    async def _lend(self, link: LinkRecord, zone: str, *, persistent: bool | None = None
+                    ) -> None:
+        """Move a global link into `zone` on loan, remembering its home name. `persistent`
+        sets or clears the standing assignment; None keeps it as it is."""
+        await self._move(link, zone, link.name)
+        link.home_name = link.home_name or link.name
+        if persistent is not None:
+            link.assigned_to = zone if persistent else None
+        self.store.put_links([link])
+        self._publish("link_assigned", link)
+
+    async def _bring_home(self, link: LinkRecord, home: str) -> None:
+        """Move a lent link back into the global zone as `home`."""
+        zone = link.zone
+        await self._move(link, GLOBAL_ZONE, home)
+        link.home_name = None
+        self.store.put_links([link])
+        self._publish("link_reclaimed", link, zone=zone)
 
     async def _move(self, link: LinkRecord, zone: str, name: str) -> None:
         if link.present and link.ifindex is not None:
@@ -591,11 +602,12 @@ class Broker:
             home = link.home_name or link.name
             if self.links.name_taken(GLOBAL_ZONE, home):
                 raise LinkExists(home)
-            await self._move(link, GLOBAL_ZONE, home)
-            link.home_name = None
-            link.assigned_to = None
-            self.store.put_links([link])
-            self._publish("link_reclaimed", link, zone=zone)
+            standing, link.assigned_to = link.assigned_to, None  # no longer lent on boot
+            try:
+                await self._bring_home(link, home)
+            except BaseException:
+                link.assigned_to = standing  # the move failed: nothing changed
+                raise
             return LinkReply(link=self._view(caller.zone, link))
 
     # ---- zones -----------------------------------------------------------------------------
@@ -788,7 +800,7 @@ class Broker:
                     continue  # gone with its veth peer
                 try:
                     if link.onloan:
-                        await self._return_home(link, name)
+                        await self._return_home(link)
                     else:
                         await self._remove_owned(link)
                 except (LinkbrokerError, OSError) as exc:
@@ -811,7 +823,7 @@ class Broker:
         self._publish_zone("zone_halted", name)
         return errors
 
-    async def _return_home(self, link: LinkRecord, zone: str) -> None:
+    async def _return_home(self, link: LinkRecord) -> None:
         if link.cls in NETNS_LOCAL:
             # The kernel cannot move it out of the zone it was made in; it ends with the zone.
             await self._remove_owned(link)
@@ -819,10 +831,7 @@ class Broker:
         home = link.home_name or link.name
         if self.links.name_taken(GLOBAL_ZONE, home):
             home = self._free_global_name(link)
-        await self._move(link, GLOBAL_ZONE, home)
-        link.home_name = None
-        self.store.put_links([link])
-        self._publish("link_reclaimed", link, zone=zone)
+        await self._bring_home(link, home)
 
     def _free_global_name(self, link: LinkRecord) -> str:
         n = link.id
@@ -843,13 +852,8 @@ class Broker:
                 peer.present, peer.ifindex = False, None
                 self.store.put_links([peer])
             return
-        gone = [link]
-        peer = self.links.get(link.peer_id)
-        if peer is not None and peer.zone == link.zone:
-            gone.append(peer)
-        elif peer is not None:
-            gone.append(peer)  # the kernel removed the other end too
-        self._forget(gone)
+        peer = self.links.get(link.peer_id)  # the kernel removed the other end too
+        self._forget([link] + ([peer] if peer is not None else []))
 
     # ---- events ----------------------------------------------------------------------------
 
