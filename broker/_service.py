@@ -254,23 +254,47 @@ class Broker:
         if spec.peer is not None:
             validate_link_name(spec.peer)
         zone = target_zone(caller.zone, spec.zone, self.zones)
-        peer_zone = target_zone(caller.zone, spec.peer_zone or zone, self.zones)
+        if spec.uplink is None:
+            peer_zone = target_zone(caller.zone, spec.peer_zone or zone, self.zones)
+        elif spec.peer is not None and caller.zone != GLOBAL_ZONE:
+            # A zone cannot see the global zone's names, so it cannot pick one there.
+            raise InvalidParameter("link.peer")
+        else:
+            peer_zone = GLOBAL_ZONE
         async with self._locked(zone, peer_zone):
+            uplink = None
+            if spec.uplink is not None:
+                uplink = self._attachable_bridge(caller.zone, spec.uplink)
+                if spec.peer is None:
+                    spec = msgspec.structs.replace(
+                        spec, peer=self._free_global_name("lbu", self.links.next_id))
             for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
                 if name is not None and self.links.name_taken(z, name):
                     raise LinkExists(name)
             if spec.peer is not None and zone == peer_zone and spec.peer == spec.name:
                 raise LinkExists(spec.peer)
             self._check_limit(zone, 1 if peer_zone != zone or spec.peer is None else 2)
-            if peer_zone != zone:
+            if peer_zone != zone and uplink is None:
+                # An uplink's port counts against the zone that asked, not the host.
                 self._check_limit(peer_zone, 1)
-            link = await self._make(caller.zone, spec, zone, peer_zone)
+            link = await self._make(caller.zone, spec, zone, peer_zone, peer_master=uplink)
             return LinkReply(link=self._view(caller.zone, link))
 
+    def _attachable_bridge(self, caller: str, name: str) -> LinkRecord:
+        """A global bridge the caller may put a port on. Anything else is LinkNotFound, the
+        answer for a name that exists nowhere: a zone learns nothing of the host's links."""
+        bridge = self.links.find(GLOBAL_ZONE, name)
+        if (bridge is None or bridge.cls != "bridge" or not bridge.present
+                or not self.policy.bridge_attachable(name, caller)):
+            raise LinkNotFound(name)
+        return bridge
+
     async def _make(self, owner: str, spec: LinkSpec, zone: str, peer_zone: str,
-                    ids: tuple[int, int | None] | None = None) -> LinkRecord:
+                    ids: tuple[int, int | None] | None = None, *,
+                    peer_master: LinkRecord | None = None) -> LinkRecord:
         """Make a validated spec in the kernel and the table; the zone locks are held.
-        `ids` re-uses the IDs of a persistent link being re-created."""
+        `ids` re-uses the IDs of a persistent link being re-created; `peer_master` is the
+        bridge (in `peer_zone`) the peer end becomes a port of, up, as an uplink."""
         kind = KINDS[spec.class_]
         parent = master = None
         if spec.parent is not None:
@@ -330,6 +354,12 @@ class Broker:
                                                       **props)
                 made = await self._read_back(zone, spec.name)
             peer_made = await self._read_back(peer_zone, spec.peer) if spec.peer else None
+            if peer_made is not None and peer_master is not None:
+                # The kernel ignores IFLA_MASTER inside the veth peer info: a second step.
+                await self._runtime(peer_zone).netlink.set(
+                    peer_made.ifindex, f"attach {spec.peer} to bridge {peer_master.name}",
+                    master=peer_master.ifindex, state=True)
+                peer_made = await self._read_back(peer_zone, spec.peer or "")
         except BaseException:
             await self._undo_create(zone, spec.name)
             with contextlib.suppress(LinkbrokerError, OSError):
@@ -348,6 +378,7 @@ class Broker:
             peer = self.record_from_kernel(peer_zone, owner, peer_made, peer_id)
             peer.persistent = link.persistent
             peer.peer_id, link.peer_id = link.id, peer.id
+            peer.master_id = peer_master.id if peer_master else None
             if owner == GLOBAL_ZONE and peer_zone != GLOBAL_ZONE:
                 peer.home_name = spec.peer
             added.append(peer)
@@ -363,7 +394,7 @@ class Broker:
     async def recreate_persistent(self, zone: str) -> list[str]:
         """Bring back the zone's absent persistent links, with their IDs (dlmgmtd's
         persistent configuration). A veth comes back when both its zones are booted."""
-        plans: list[tuple[list[LinkRecord], LinkSpec]] = []
+        plans: list[tuple[list[LinkRecord], LinkSpec, LinkRecord | None]] = []
         seen: set[int] = set()
         # Specs first, for all of them: taking a record out of the table unlinks whatever
         # names it as master or peer.
@@ -383,18 +414,23 @@ class Broker:
                 parent=parent.name if parent else None, mode=link.mode, vni=link.vni,
                 remote=link.remote, local=link.local, port=link.port,
                 master=master.name if master else None,
-            )))
+            ), self.links.get(peer.master_id) if peer else None))
             seen.update(rec.id for rec in plans[-1][0])
         errors: list[str] = []
-        for saved, spec in plans:
+        for saved, spec, uplink in plans:
             link, peer = saved[0], (saved[1] if len(saved) > 1 else None)
+            if uplink is not None and not (
+                    uplink.present and self.policy.bridge_attachable(uplink.name, link.owner)):
+                errors.append(f"link {link.name}: bridge {uplink.name} is absent or no longer "
+                              f"attachable by zone {link.owner}")
+                continue
             for rec in saved:
                 self.links.remove(rec.id)
             try:
                 async with self._locked(*(rec.zone for rec in saved)):
                     await self._make(link.owner, spec, link.zone,
                                      peer.zone if peer else link.zone,
-                                     (link.id, peer.id if peer else None))
+                                     (link.id, peer.id if peer else None), peer_master=uplink)
             except (LinkbrokerError, OSError) as exc:
                 errors.append(f"link {link.name}: {exc}")
                 for rec in saved:
@@ -830,13 +866,12 @@ class Broker:
             return
         home = link.home_name or link.name
         if self.links.name_taken(GLOBAL_ZONE, home):
-            home = self._free_global_name(link)
+            home = self._free_global_name("lb", link.id)
         await self._bring_home(link, home)
 
-    def _free_global_name(self, link: LinkRecord) -> str:
-        n = link.id
+    def _free_global_name(self, stem: str, n: int) -> str:
         while True:
-            candidate = f"lb{n}"
+            candidate = f"{stem}{n}"
             if not self.links.name_taken(GLOBAL_ZONE, candidate):
                 return candidate
             n += 1

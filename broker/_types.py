@@ -96,6 +96,7 @@ class LinkSpec(_Wire):
     local: str | None = None
     port: int | None = None
     master: str | None = None
+    uplink: str | None = None
 
 
 class Zone(_Wire):

@@ -52,6 +52,9 @@ examples:
   linkadm create-link veth0 --class veth --peer veth1
   linkadm create-link br0 --class bridge --up
   linkadm set-linkprop veth0 --master br0 --mtu 1400 --up
+  linkadm create-link net0 --class veth --uplink lab0 --up
+                                            a port on the host's bridge lab0, if the
+                                            policy's [bridges] attachable lists this zone
   linkadm rename-link veth0 uplink0
   linkadm delete-link br0
   linkadm watch --json                      events for this zone as they happen
@@ -150,6 +153,7 @@ def cmd_create_link(c: Client, a: argparse.Namespace) -> None:
         name=a.link, class_=a.cls, zone=a.zone, persistent=a.persistent or None, mtu=a.mtu,
         mac=a.mac, up=a.up or None, peer=a.peer, peer_zone=a.peer_zone, parent=a.parent,
         mode=a.mode, vni=a.vni, remote=a.remote, local=a.local, port=a.port, master=a.master,
+        uplink=a.uplink,
     )
     _print_link(c.create_link(spec), a)
 
@@ -285,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", help="vxlan: local address")
     p.add_argument("--port", type=int, help="vxlan: UDP port (default 4789)")
     p.add_argument("--master", help="bridge (in the same zone) to make it a port of")
+    p.add_argument("--uplink", metavar="BRIDGE",
+                   help="veth: put the other end on this bridge of the global zone (one the "
+                        "policy lets this zone attach to); the broker names that end")
     p.add_argument("--mtu", type=int)
     p.add_argument("--mac")
     p.add_argument("--up", action="store_true", help="bring it up")

@@ -20,7 +20,7 @@ __all__ = ["COMMON_FIELDS", "CreateRequest", "LinkKind", "Resolved", "classify"]
 # Fields every creatable class accepts; each kind names what it adds.
 COMMON_FIELDS = frozenset({"name", "class_", "zone", "persistent", "mtu", "mac", "up", "master"})
 _OPTIONAL_SPEC_FIELDS = (
-    "peer", "peer_zone", "parent", "mode", "vni", "remote", "local", "port",
+    "peer", "peer_zone", "parent", "mode", "vni", "remote", "local", "port", "uplink",
 )
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 

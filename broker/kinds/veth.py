@@ -11,10 +11,13 @@ __all__ = ["Veth"]
 
 class Veth(LinkKind):
     cls = "veth"
-    extra_fields = frozenset({"peer", "peer_zone"})
+    extra_fields = frozenset({"peer", "peer_zone", "uplink"})
 
     def validate_kind(self, spec: LinkSpec) -> None:
-        if spec.peer is None:
+        # With an uplink the peer goes to the global zone, under a name the broker may pick.
+        if spec.uplink is not None and spec.peer_zone is not None:
+            raise InvalidParameter("link.peer_zone")
+        if spec.peer is None and spec.uplink is None:
             raise InvalidParameter("link.peer")
 
     def request(self, spec: LinkSpec, resolved: Resolved) -> CreateRequest:

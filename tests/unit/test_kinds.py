@@ -35,7 +35,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
 # A valid value for every optional field.
 SAMPLE: dict[str, Any] = {
     "peer": "v1", "peer_zone": "red", "parent": "eth0", "mode": "private", "vni": 7,
-    "remote": "192.0.2.1", "local": "192.0.2.2", "port": 4789,
+    "remote": "192.0.2.1", "local": "192.0.2.2", "port": 4789, "uplink": "br0",
 }
 
 
@@ -104,7 +104,7 @@ APPLICABLE = [(cls, field) for cls in CREATABLE for field in sorted(KINDS[cls].e
 def test_the_applicability_table() -> None:
     """The contract's classes and what each adds to the common fields."""
     assert {cls: set(KINDS[cls].extra_fields) for cls in CREATABLE} == {
-        "veth": {"peer", "peer_zone"},
+        "veth": {"peer", "peer_zone", "uplink"},
         "bridge": set(),
         "macvlan": {"parent", "mode"},
         "macvtap": {"parent", "mode"},
@@ -121,6 +121,16 @@ def test_fields_that_do_not_apply_are_refused_by_name(cls: str, field: str) -> N
 @pytest.mark.parametrize(("cls", "field"), APPLICABLE)
 def test_fields_that_apply_are_accepted(cls: str, field: str) -> None:
     KINDS[cls].validate(spec(cls, **{field: SAMPLE[field]}))
+
+
+def test_an_uplink_veth_needs_no_peer_and_takes_no_peer_zone() -> None:
+    """The uplink puts the peer in the global zone (the broker may name it): a peer_zone
+    would contradict it, and the missing peer name is the broker's to choose."""
+    KINDS["veth"].validate(LinkSpec(name="l0", class_="veth", uplink="br0"))
+    assert refused("veth", uplink="br0", peer_zone="red") == "link.peer_zone"
+    with pytest.raises(InvalidParameter) as exc:
+        KINDS["veth"].validate(LinkSpec(name="l0", class_="veth"))
+    assert exc.value.parameter == "link.peer"
 
 
 @pytest.mark.parametrize("cls", CREATABLE)
