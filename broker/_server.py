@@ -3,9 +3,15 @@
 Per connection: identify the peer once (its namespace names its zone), then read NUL-framed
 calls one at a time and answer each in order. A handler, once started, runs to its end even if
 the client disconnects (DOOR_NO_CANCEL): it is shielded from cancellation and tracked, so
-shutdown waits for it. Frames over the limit close only that connection. Ancillary data
-(SCM_RIGHTS) is never read, so the kernel closes any descriptors a client sends
-(DOOR_REFUSE_DESC).
+shutdown waits for it. Frames over the limit close only that connection.
+
+Memory per connection is bounded by back-pressure rather than counting: one frame is handled
+at a time, and the next read waits for the reply's drain, so a client that pipelines calls and
+never reads the replies leaves its calls in the kernel's socket buffer. The broker holds at
+most one partial frame (under MAX_FRAME), one read chunk and one reply per connection.
+
+Ancillary data (SCM_RIGHTS) is never read, so the kernel closes any descriptors a client
+sends (DOOR_REFUSE_DESC).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from broker._wire import (
 __all__ = ["Server", "interface_description"]
 
 log = logging.getLogger("linkbroker.server")
+_READ_CHUNK = 65536
 SERVICE = "org.varlink.service"
 _SERVICE_DESCRIPTION = """\
 # The Varlink Service Interface is provided by every varlink service.
@@ -121,8 +128,11 @@ class Server:
         """Bind the socket (replacing a stale one) without accepting yet."""
         _remove_stale_socket(self.path)
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
+        # The reader's limit only sets when asyncio stops reading the socket (at twice it):
+        # frames are assembled by FrameBuffer, so a small value keeps a pipelining client's
+        # unread calls in the kernel's socket buffer, not in the broker's memory.
         self._server = await asyncio.start_unix_server(
-            self._serve, path=self.path, limit=MAX_FRAME + 1, start_serving=False
+            self._serve, path=self.path, limit=_READ_CHUNK, start_serving=False
         )
         # Authorization is per caller, not per file mode: every zone must be able to connect.
         os.chmod(self.path, 0o666)
@@ -187,7 +197,7 @@ class Server:
             # One timer re-armed per read (not wait_for, which costs a task per call).
             idle = loop.call_later(self.limits.idle_timeout, conn.writer.close)
             try:
-                data = await reader.read(65536)
+                data = await reader.read(_READ_CHUNK)
             finally:
                 idle.cancel()
             if not data:
