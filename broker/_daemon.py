@@ -56,7 +56,7 @@ def _reopen(zone: ZoneRecord) -> ZoneHandle:
 
 async def restore(broker: Broker) -> None:
     loaded = broker.store.load()
-    broker.links.next_id = loaded.next_id
+    broker.links.ids = loaded.ids
     for link in loaded.links:
         broker.links.add(link)
     host_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

@@ -56,7 +56,7 @@ def visible_links(
         found = links.in_zone(target_zone(caller, zone, zones))
     if cls is not None:
         found = [link for link in found if link.cls == cls]
-    return sorted(found, key=lambda link: link.id)
+    return sorted(found, key=links.order)
 
 
 def check_may_change(caller: str, link: LinkRecord, *, lent_ok: bool) -> None:

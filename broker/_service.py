@@ -267,7 +267,7 @@ class Broker:
                 uplink = self._attachable_bridge(caller.zone, spec.uplink)
                 if spec.peer is None:
                     spec = msgspec.structs.replace(
-                        spec, peer=self._free_global_name("lbu", self.links.next_id))
+                        spec, peer=self._free_global_name("lbu", self.links.ids.next_seq))
             for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
                 if name is not None and self.links.name_taken(z, name):
                     raise LinkExists(name)
@@ -341,7 +341,7 @@ class Broker:
             link_id, peer_id = ids
         planned = [(zone, spec.name)] + ([(peer_zone, spec.peer)] if spec.peer else [])
         with self.store.transaction():
-            self.store.set_next_id(self.links.next_id)
+            self.store.set_next_seq(self.links.ids.next_seq)
             self.store.put_intent(Intent(link_id, planned))
 
         await sender.netlink.create(spec.name, request, spec.class_, target_fd)
@@ -398,7 +398,7 @@ class Broker:
         seen: set[int] = set()
         # Specs first, for all of them: taking a record out of the table unlinks whatever
         # names it as master or peer.
-        for link in sorted(self.links.in_zone(zone), key=lambda x: x.id):
+        for link in sorted(self.links.in_zone(zone), key=self.links.order):
             if link.present or not link.persistent or link.id in seen:
                 continue
             peer = self.links.get(link.peer_id)
@@ -440,7 +440,7 @@ class Broker:
     async def relend(self, zone: str) -> list[str]:
         """Lend again the global zone's links persistently assigned to `zone`."""
         errors: list[str] = []
-        for link in sorted(self.links.in_zone(GLOBAL_ZONE), key=lambda x: x.id):
+        for link in sorted(self.links.in_zone(GLOBAL_ZONE), key=self.links.order):
             if link.assigned_to != zone or not link.present:
                 continue
             async with self._locked(GLOBAL_ZONE, zone):
@@ -787,7 +787,7 @@ class Broker:
         with self.store.transaction():
             self.store.delete_links(link.id for link in stale)
             self.store.put_links(self.links.in_zone(zone))
-            self.store.set_next_id(self.links.next_id)
+            self.store.set_next_seq(self.links.ids.next_seq)
         for link in stale:
             self._publish("link_removed", link)
         for link in absent:
@@ -831,7 +831,7 @@ class Broker:
         zone = self.zones.get(name)
         assert zone is not None
         async with self._locked(GLOBAL_ZONE, name):
-            for link in sorted(self.links.in_zone(name), key=lambda x: x.id):
+            for link in sorted(self.links.in_zone(name), key=self.links.order):
                 if self.links.get(link.id) is not link:
                     continue  # gone with its veth peer
                 try:

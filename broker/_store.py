@@ -6,7 +6,8 @@ names it is about to create) in its own transaction; the link rows replace the i
 the kernel confirms. A broker killed in between finds the intent at start and removes what the
 kernel may hold under those names: a link nobody was told about is an orphan, not a link.
 WAL with synchronous=NORMAL survives a killed process (every commit is in the WAL before the
-call returns); only a power loss can drop the newest commits.
+call returns); only a power loss can drop the newest commits. `meta` holds the ID counter
+(`next_seq`) and the key that turns it into IDs (`id_key`, see `_ids`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from broker._ids import LinkIds
 from broker._table import LinkRecord, ZoneRecord
 
 __all__ = ["Intent", "Loaded", "Store"]
@@ -40,7 +42,7 @@ class Intent(msgspec.Struct, frozen=True):
 
 @dataclass
 class Loaded:
-    next_id: int
+    ids: LinkIds
     zones: list[ZoneRecord] = field(default_factory=list)
     links: list[LinkRecord] = field(default_factory=list)
     intents: list[Intent] = field(default_factory=list)
@@ -61,8 +63,7 @@ class Store:
         self._db.close()
 
     def load(self) -> Loaded:
-        row = self._db.execute("SELECT value FROM meta WHERE key='next_id'").fetchone()
-        loaded = Loaded(next_id=int(row[0]) if row else 1)
+        loaded = Loaded(ids=self._load_ids())
         for (body,) in self._db.execute("SELECT body FROM zones"):
             loaded.zones.append(msgspec.msgpack.decode(body, type=ZoneRecord))
         for (body,) in self._db.execute("SELECT body FROM links ORDER BY id"):
@@ -89,13 +90,32 @@ class Store:
         finally:
             self._in_tx = False
 
-    def set_next_id(self, next_id: int) -> None:
+    def _load_ids(self) -> LinkIds:
+        """The ID key and counter; made on first use. A store from before keyed IDs has only
+        `next_id` (its IDs were the counter): they keep their numbers, new ones skip them."""
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if "id_key" not in meta:
+            legacy_next = int(meta.get("next_id", 1))
+            ids = LinkIds.fresh()
+            ids.next_seq, ids.legacy_max = legacy_next, legacy_next - 1
+            with self.transaction():
+                self._put_meta("id_key", ids.key)
+                self._put_meta("legacy_max", ids.legacy_max)
+                self._put_meta("next_seq", ids.next_seq)
+            return ids
+        return LinkIds(key=int(meta["id_key"]), next_seq=int(meta["next_seq"]),
+                       legacy_max=int(meta.get("legacy_max", 0)))
+
+    def _put_meta(self, key: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def set_next_seq(self, next_seq: int) -> None:
         with self.transaction():
-            self._db.execute(
-                "INSERT INTO meta(key, value) VALUES('next_id', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (next_id,),
-            )
+            self._put_meta("next_seq", next_seq)
 
     def put_links(self, links: Iterable[LinkRecord]) -> None:
         with self.transaction():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from broker._ids import LinkIds
 from broker._names import GLOBAL_ZONE
 from broker._types import LinkClass, ZoneKind
 
@@ -95,18 +96,21 @@ class ZoneTable:
 
 @dataclass
 class LinkTable:
-    """Links by ID and by (zone, name); IDs come from a counter that only grows."""
+    """Links by ID and by (zone, name). IDs come from a counter that only grows, handed out
+    under a secret permutation (`_ids`); `order` gives back creation order."""
 
-    next_id: int = 1
+    ids: LinkIds = field(default_factory=LinkIds.fresh)
     # Bumped by every add, remove and place: lets readers cache what they derive.
     version: int = 0
     _by_id: dict[int, LinkRecord] = field(default_factory=dict)
     _by_zone: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def allocate_id(self) -> int:
-        link_id = self.next_id
-        self.next_id += 1
-        return link_id
+        return self.ids.allocate()
+
+    def order(self, link: LinkRecord) -> int:
+        """Creation order: parents and masters before what was made on them."""
+        return self.ids.seq_of(link.id)
 
     def add(self, link: LinkRecord) -> None:
         names = self._by_zone.setdefault(link.zone, {})
@@ -114,7 +118,7 @@ class LinkTable:
         assert link.id not in self._by_id
         self._by_id[link.id] = link
         names[link.name] = link.id
-        self.next_id = max(self.next_id, link.id + 1)
+        self.ids.saw(link.id)
         self.version += 1
 
     def remove(self, link_id: int) -> LinkRecord | None:

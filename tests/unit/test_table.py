@@ -15,6 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from broker._ids import LinkIds
 from broker._table import LinkRecord, LinkTable, ZoneRecord, ZoneTable
 from broker._types import LinkClass
 
@@ -59,9 +60,15 @@ def test_onloan_follows_a_move() -> None:
 # --- LinkTable: IDs -----------------------------------------------------------------------------
 
 
-def test_allocate_id_counts_up_from_one() -> None:
-    table = LinkTable()
-    assert [table.allocate_id() for _ in range(4)] == [1, 2, 3, 4]
+def test_ids_come_in_creation_order_under_a_permutation() -> None:
+    """IDs look unrelated to each other, but `order` gives back creation order."""
+    table = LinkTable(ids=LinkIds(key=1))
+    made = [rec(table.allocate_id(), f"l{n}") for n in range(50)]
+    for link in made:
+        table.add(link)
+    assert len({link.id for link in made}) == 50
+    assert [link.id for link in made] != sorted(link.id for link in made)
+    assert sorted(made, key=table.order) == made
 
 
 def test_removed_ids_are_not_handed_out_again() -> None:
@@ -73,21 +80,23 @@ def test_removed_ids_are_not_handed_out_again() -> None:
     for link_id in ids:
         table.remove(link_id)
     assert len(table) == 0
-    assert table.allocate_id() == 4
+    assert table.allocate_id() not in ids
 
 
 def test_adding_a_restored_record_moves_the_counter_past_it() -> None:
     """Records loaded from the store keep their IDs; new ones must come after them."""
-    table = LinkTable()
-    table.add(rec(41, "old"))
-    assert table.allocate_id() == 42
-    table.add(rec(7, "older"))  # a lower ID never pulls the counter back
-    assert table.allocate_id() == 43
+    source = LinkTable(ids=LinkIds(key=7))
+    first, second, third = (source.allocate_id() for _ in range(3))
+    table = LinkTable(ids=LinkIds(key=7))
+    table.add(rec(second, "old"))
+    assert table.allocate_id() == third
+    table.add(rec(first, "older"))  # an earlier ID never pulls the counter back
+    assert table.ids.next_seq == 4
 
 
 def test_restored_counter_is_kept() -> None:
-    table = LinkTable(next_id=100)
-    assert table.allocate_id() == 100
+    table = LinkTable(ids=LinkIds(key=3, next_seq=100))
+    assert table.ids.seq_of(table.allocate_id()) == 100
 
 
 # --- LinkTable: indexes -------------------------------------------------------------------------
@@ -225,7 +234,7 @@ class LinkTableMachine(RuleBasedStateMachine):
     @initialize(start=st.integers(1, 1000))
     def restore(self, start: int) -> None:
         """The counter as a restarted broker reloads it from the store."""
-        self.table = LinkTable(next_id=start)
+        self.table = LinkTable(ids=LinkIds(key=start, next_seq=start))
 
     def _free(self, zone: str, name: str) -> bool:
         return (zone, name) not in self.model.values()
@@ -281,7 +290,7 @@ class LinkTableMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_counter_is_past_every_id_ever_used(self) -> None:
-        assert all(link_id < self.table.next_id for link_id in self.ever)
+        assert all(self.table.ids.seq_of(i) < self.table.ids.next_seq for i in self.ever)
 
     @invariant()
     def no_reference_dangles(self) -> None:
