@@ -394,7 +394,7 @@ class Broker:
     async def recreate_persistent(self, zone: str) -> list[str]:
         """Bring back the zone's absent persistent links, with their IDs (dlmgmtd's
         persistent configuration). A veth comes back when both its zones are booted."""
-        plans: list[tuple[list[LinkRecord], LinkSpec, LinkRecord | None]] = []
+        plans: list[tuple[list[LinkRecord], LinkSpec, int | None]] = []
         seen: set[int] = set()
         # Specs first, for all of them: taking a record out of the table unlinks whatever
         # names it as master or peer.
@@ -414,15 +414,19 @@ class Broker:
                 parent=parent.name if parent else None, mode=link.mode, vni=link.vni,
                 remote=link.remote, local=link.local, port=link.port,
                 master=master.name if master else None,
-            ), self.links.get(peer.master_id) if peer else None))
+            ), peer.master_id if peer else None))
             seen.update(rec.id for rec in plans[-1][0])
         errors: list[str] = []
-        for saved, spec, uplink in plans:
+        for saved, spec, uplink_id in plans:
             link, peer = saved[0], (saved[1] if len(saved) > 1 else None)
-            if uplink is not None and not (
-                    uplink.present and self.policy.bridge_attachable(uplink.name, link.owner)):
-                errors.append(f"link {link.name}: bridge {uplink.name} is absent or no longer "
-                              f"attachable by zone {link.owner}")
+            # The peer's bridge by ID, now: it may have been re-created by an earlier plan.
+            uplink = self.links.get(uplink_id)
+            if uplink is not None and not uplink.present:
+                uplink = None  # its bridge is not back: the peer comes back unbridged
+            if uplink is not None and uplink.zone != link.owner and not (
+                    self.policy.bridge_attachable(uplink.name, link.owner)):
+                errors.append(f"link {link.name}: zone {link.owner} may no longer attach to "
+                              f"bridge {uplink.name}")
                 continue
             for rec in saved:
                 self.links.remove(rec.id)
@@ -831,7 +835,9 @@ class Broker:
         zone = self.zones.get(name)
         assert zone is not None
         async with self._locked(GLOBAL_ZONE, name):
-            for link in sorted(self.links.in_zone(name), key=self.links.order):
+            # Newest first: ports and stacked links go before their bridges and parents, so
+            # a persistent port is recorded still on its bridge.
+            for link in sorted(self.links.in_zone(name), key=self.links.order, reverse=True):
                 if self.links.get(link.id) is not link:
                     continue  # gone with its veth peer
                 try:

@@ -159,3 +159,22 @@ def test_a_persistent_uplink_comes_back_when_the_zone_boots_again(
         kernel = kernel_link(port.name)
         assert kernel is not None and kernel["master"] == bridge
         assert kernel_link(name, ns) is not None
+
+
+def test_a_persistent_veth_whose_peer_is_on_the_zones_own_bridge_comes_back_bridged(
+        broker: BrokerProcess, bridged: tuple[str, dict[str, tuple[str, ZoneCaller]]],
+        names: Any) -> None:
+    """The peer's bridge is re-applied for a zone's own bridges too, with no policy needed."""
+    _, zones = bridged
+    ns, caller = zones["no"]  # a zone the policy lists nowhere
+    br, a, b = names.link("zb"), names.link("za"), names.link("zp")
+    caller.call("CreateLink", link={"name": br, "class": "bridge", "persistent": True})
+    caller.call("CreateLink", link={"name": a, "class": "veth", "peer": b, "persistent": True})
+    caller.call("SetLinkProperties", name=b, master=br)
+    with broker.client() as gz:
+        gz.halt_zone("no")
+        gz.boot_zone("no", netns=ns)
+    back = {link["name"]: link for link in caller.call("ListLinks")["links"]}
+    assert back[b]["master"] == br and back[a].get("master") is None
+    kernel = kernel_link(b, ns)
+    assert kernel is not None and kernel["master"] == br
