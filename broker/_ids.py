@@ -45,9 +45,11 @@ class LinkIds:
             if link_id > self.legacy_max:
                 return link_id
 
-    def saw(self, link_id: int) -> None:
-        """A loaded or re-created ID: the counter must stay past its sequence."""
-        self.next_seq = max(self.next_seq, self.seq_of(link_id) + 1)
+    def saw(self, link_id: int) -> int:
+        """A loaded or re-created ID: the counter must stay past its sequence (returned)."""
+        seq = self.seq_of(link_id)
+        self.next_seq = max(self.next_seq, seq + 1)
+        return seq
 
     def id_of(self, seq: int) -> int:
         if not 1 <= seq < ID_LIMIT:

@@ -359,7 +359,7 @@ class Broker:
                 await self._runtime(peer_zone).netlink.set(
                     peer_made.ifindex, f"attach {spec.peer} to bridge {peer_master.name}",
                     master=peer_master.ifindex, state=True)
-                peer_made = await self._read_back(peer_zone, spec.peer or "")
+                peer_made = await self._read_back(peer_zone, peer_made.name)
         except BaseException:
             await self._undo_create(zone, spec.name)
             with contextlib.suppress(LinkbrokerError, OSError):

@@ -104,13 +104,15 @@ class LinkTable:
     version: int = 0
     _by_id: dict[int, LinkRecord] = field(default_factory=dict)
     _by_zone: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Each link's creation sequence, inverted once at add: every listing sorts by it.
+    _seq: dict[int, int] = field(default_factory=dict)
 
     def allocate_id(self) -> int:
         return self.ids.allocate()
 
     def order(self, link: LinkRecord) -> int:
         """Creation order: parents and masters before what was made on them."""
-        return self.ids.seq_of(link.id)
+        return self._seq[link.id]
 
     def add(self, link: LinkRecord) -> None:
         names = self._by_zone.setdefault(link.zone, {})
@@ -118,11 +120,12 @@ class LinkTable:
         assert link.id not in self._by_id
         self._by_id[link.id] = link
         names[link.name] = link.id
-        self.ids.saw(link.id)
+        self._seq[link.id] = self.ids.saw(link.id)
         self.version += 1
 
     def remove(self, link_id: int) -> LinkRecord | None:
         link = self._by_id.pop(link_id, None)
+        self._seq.pop(link_id, None)
         self.version += 1
         if link is not None:
             names = self._by_zone.get(link.zone, {})
