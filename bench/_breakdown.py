@@ -80,7 +80,8 @@ def _breakdown(n: int) -> dict[str, Any]:
         broker.reconcile_zone(zone, found)
         server = Server(broker, f"{tmp}/broker.sock")
         conn = _Connection(Peer(pid=1, uid=0, gid=0, netns_inode=inode, gids=frozenset({0}),
-                                zone_root=True), writer=None)  # type: ignore[arg-type]
+                                zone_root=True), writer=None,  # type: ignore[arg-type]
+                           account=zone)
         out: dict[str, Any] = {"links": len(broker.links.in_zone(zone))}
 
         def one(method: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from broker._names import GLOBAL_ZONE
 from broker._netlink import ZoneNetlink
 from broker._policy import PolicyError, load_policy
 from broker._privileges import drop_capabilities
-from broker._server import Limits, Server
+from broker._server import Limits, Server, raise_fd_limit
 from broker._service import Broker, Runtime
 from broker._store import Store
 from broker._table import ZoneRecord
@@ -120,6 +120,7 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
     broker = Broker(store=store, socket_path=socket_path, policy=policy,
                     events=EventBus(event_queue_limit))
     server = Server(broker, socket_path, limits or Limits())
+    log.info("file descriptors: up to %d", raise_fd_limit(server.limits))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -182,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="linkbrokerd: %(levelname)s %(message)s")
     try:
-        limits = Limits(args.max_connections, args.max_connections_per_zone,
-                        args.idle_timeout)
+        limits = Limits(max_connections=args.max_connections,
+                        max_connections_per_zone=args.max_connections_per_zone,
+                        idle_timeout=args.idle_timeout)
         return asyncio.run(run(args.socket, args.state_dir, args.policy,
                                event_queue_limit=args.event_queue_limit, limits=limits,
                                keep_capabilities=args.keep_capabilities))

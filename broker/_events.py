@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker._names import GLOBAL_ZONE
+from broker._names import GLOBAL_ZONE, home_zone
 from broker._types import Event, EventKind, Link
 
 __all__ = ["EventBus", "Subscription"]
@@ -34,7 +34,7 @@ class Subscription:
 
     def wants(self, zone: str) -> bool:
         if self.caller != GLOBAL_ZONE:
-            return zone == self.caller
+            return zone == home_zone(self.caller)
         return self.zone is None or self.zone == zone
 
 
@@ -54,6 +54,11 @@ class EventBus:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
+
+    def forget_zone(self, zone: str) -> None:
+        """A halted zone's count ends with it: a zone booted later under the same name (maybe
+        another tenant) starts from 1 and learns nothing of its predecessor's history."""
+        self._zone_seq.pop(zone, None)
 
     def publish(
         self,

@@ -10,9 +10,19 @@ import re
 
 from broker._errors import InvalidName
 
-__all__ = ["GLOBAL_ZONE", "validate_link_name", "validate_zone_name"]
+__all__ = ["GLOBAL_OWN_VIEW", "GLOBAL_ZONE", "home_zone", "validate_link_name",
+           "validate_zone_name"]
 
 GLOBAL_ZONE = "global"
+GLOBAL_OWN_VIEW = "global:own"
+"""The view of a global-zone caller without `zone.read`: the global zone's own links only, as
+a zone sees its own (never a zone name: ':' is refused in zone names)."""
+
+
+def home_zone(viewer: str) -> str:
+    """The zone whose links a view shows as its own."""
+    return GLOBAL_ZONE if viewer == GLOBAL_OWN_VIEW else viewer
+
 _ZONE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _IFNAMSIZ = 16
 _KERNEL_SPACE_BYTE = 0xA0

@@ -4,9 +4,12 @@ The rules of this module, in the order they are applied:
 
 1. A caller is a `Principal`: its zone, its host uid and gids (SO_PEERCRED), and whether it is
    root of its zone. Nothing else about it counts.
-2. Defaults (the contract): root of the global zone holds every authorization; root of another
-   zone holds `link.read`, `link.write` and `event.read`; anyone else holds `link.read` and
-   `event.read`.
+2. Defaults (the contract): an administrator of the host (a caller in the global zone holding
+   CAP_NET_ADMIN in the initial user namespace, whatever its uid) holds every authorization;
+   root of another zone holds `link.read`, `link.write` and `event.read`; anyone else holds
+   `link.read` and `event.read`. uid 0 alone administers nothing on the host: a root process
+   stripped of its capabilities, or a `--network host` container without CAP_NET_ADMIN, is
+   an ordinary reader.
 3. The policy file's `[[rule]]` tables are applied in file order to the callers they match; each
    removes its `revoke` list, then adds its `grant` list, so a later rule wins over an earlier
    one and over the defaults.
@@ -49,7 +52,8 @@ __all__ = [
     "parse_policy",
 ]
 
-AUTHORIZATIONS = ("link.read", "link.write", "link.assign", "zone.admin", "event.read")
+AUTHORIZATIONS = ("link.read", "link.write", "link.assign", "zone.admin", "event.read",
+                  "zone.read")
 DEFAULT_POLICY_PATH = "/etc/linkbroker/policy.toml"
 ANY_ZONE = "*"
 """Spelling of "any zone" in the policy file, where the format allows it."""
@@ -73,6 +77,8 @@ class Principal:
     uid: int
     gids: frozenset[int] = frozenset()
     zone_root: bool = False
+    # CAP_NET_ADMIN in the initial user namespace (broker._peer.is_host_admin).
+    host_admin: bool = False
 
     def __post_init__(self) -> None:
         validate_zone_name(self.zone, allow_global=True)
@@ -118,10 +124,11 @@ class Rule:
 
 
 def default_authorizations(who: Principal) -> frozenset[str]:
-    """The contract's defaults, before any rule: root of the global zone may do everything."""
-    if who.zone_root:
-        return _ALL if who.zone == GLOBAL_ZONE else _ZONE_ROOT
-    return _ANYONE
+    """The contract's defaults, before any rule: an administrator of the host may do
+    everything; root of any other zone manages its own links."""
+    if who.zone == GLOBAL_ZONE:
+        return _ALL if who.host_admin else _ANYONE
+    return _ZONE_ROOT if who.zone_root else _ANYONE
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ links hide `peer`, `parent` and `master` when those live where the caller cannot
 from __future__ import annotations
 
 from broker._errors import LinkNotFound, NotOwner, ZoneNotFound
-from broker._names import GLOBAL_ZONE
+from broker._names import GLOBAL_ZONE, home_zone
 from broker._table import LinkRecord, LinkTable, ZoneRecord, ZoneTable
 from broker._types import Link, Zone
 
@@ -25,8 +25,9 @@ __all__ = [
 
 def target_zone(caller: str, zone: str | None, zones: ZoneTable) -> str:
     """The zone a request is about: the caller's own unless it names one it may see."""
-    if zone is None or zone == caller:
-        return caller
+    home = home_zone(caller)
+    if zone is None or zone == home:
+        return home
     if caller != GLOBAL_ZONE:
         raise ZoneNotFound(zone)
     if zone == GLOBAL_ZONE or zones.get(zone) is not None:
@@ -63,13 +64,13 @@ def check_may_change(caller: str, link: LinkRecord, *, lent_ok: bool) -> None:
     """Owners change their links; a zone may only bring up or set the MTU of a lent link."""
     if caller in (GLOBAL_ZONE, link.owner):
         return
-    if link.onloan and link.zone == caller and lent_ok:
+    if link.onloan and link.zone == home_zone(caller) and lent_ok:
         return
     raise NotOwner(link.name, link.owner)
 
 
 def _name_if_visible(caller: str, link: LinkRecord | None) -> str | None:
-    if link is None or (caller not in (GLOBAL_ZONE, link.zone)):
+    if link is None or (caller != GLOBAL_ZONE and home_zone(caller) != link.zone):
         return None
     return link.name
 

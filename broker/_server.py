@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import socket
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,7 +37,7 @@ from broker._errors import (
     PermissionDenied,
     ZoneNotRegistered,
 )
-from broker._names import GLOBAL_ZONE
+from broker._names import GLOBAL_OWN_VIEW, GLOBAL_ZONE
 from broker._peer import Peer, PeerGone, identify_peer
 from broker._policy import Principal
 from broker._service import Broker, Caller
@@ -52,7 +53,7 @@ from broker._wire import (
     encode_reply,
 )
 
-__all__ = ["Server", "interface_description"]
+__all__ = ["Limits", "Server", "interface_description", "raise_fd_limit"]
 
 log = logging.getLogger("linkbroker.server")
 _READ_CHUNK = 65536
@@ -92,24 +93,41 @@ class _InterfaceParams(msgspec.Struct, forbid_unknown_fields=True):
 class _Connection:
     peer: Peer
     writer: asyncio.StreamWriter
+    # What the connection is counted against: a registered zone's name at connect, or
+    # _UNREGISTERED for a namespace that was no zone then.
+    account: str
     closed: bool = False
-    # (zone, policy) -> authorizations: the policy is a frozen value, replaced on reload.
-    auths: tuple[str, object, frozenset[str]] | None = None
+    # (zone, policy) -> (view, authorizations): the policy is a frozen value, replaced on reload.
+    auths: tuple[str, object, str, frozenset[str]] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+_UNREGISTERED = ""
+"""The account of connections from namespaces that are no zone: one small shared budget."""
+# In the global zone, every authorization beyond reading its own links needs the host view.
+_WITHOUT_ZONE_READ = frozenset({"link.read", "event.read"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """Per-connection bounds, so no caller can exhaust the broker for the others.
 
-    The per-zone cap is what keeps a flood from one zone from taking every slot: each zone
-    (each namespace, booted or not) has its own share of `max_connections`.
+    The per-zone cap is what keeps a flood from one zone from taking every slot: each booted
+    zone has its own share of `max_connections`, counted by zone (a zone that unshares new
+    namespaces gains nothing: namespaces that are no zone share `max_unregistered` slots, a
+    short idle timeout, and are closed after their first `ZoneNotRegistered`).
     """
 
     max_connections: int = 1024
     max_connections_per_zone: int = 128
-    # A connection that sends no frame for this long is closed (half-open and forgotten
-    # connections included). Subscriptions are exempt: they are waiting on the broker.
+    max_unregistered: int = 16
+    # A connection that sends no frame for this long, or whose reply cannot be written for
+    # this long (a client that never reads), is closed. Subscriptions are exempt from the
+    # first: they are waiting on the broker.
     idle_timeout: float = 600.0
+    unregistered_idle_timeout: float = 5.0
+    # Bytes of unfinished frames one zone's connections may hold together: a frame may be
+    # up to MAX_FRAME, but 128 connections each holding most of one would be 128 MiB.
+    partial_bytes_per_zone: int = 4 * MAX_FRAME
 
 
 @dataclass
@@ -118,7 +136,8 @@ class Server:
     path: str
     limits: Limits = field(default_factory=Limits)
     version: str = "0.1.0"
-    _per_zone: dict[int, int] = field(default_factory=dict)
+    _per_zone: dict[str, int] = field(default_factory=dict)
+    _partial: dict[str, int] = field(default_factory=dict)
     _server: asyncio.Server | None = None
     _inflight: set[asyncio.Future[msgspec.Struct | msgspec.Raw]] = field(default_factory=set)
     _conns: set[asyncio.Task[None]] = field(default_factory=set)
@@ -162,64 +181,99 @@ class Server:
             except PeerGone as exc:
                 log.info("refused a connection: %s", exc)
                 return
-            conn = _Connection(peer, writer)
-            refusal = self._admit(peer.netns_inode)
-            if refusal is not None:
-                log.info("refused a connection of pid %d: %s", peer.pid, refusal)
-                await self._send(conn, encode_error(refusal))
+            except OSError as exc:  # EMFILE and the like: this connection only
+                log.warning("could not identify a caller: %s", exc)
                 return
             try:
-                await self._read_loop(conn, reader)
+                zone = self.broker.zones.by_inode(peer.netns_inode)
+                account = _UNREGISTERED if zone is None else zone.name
+                conn = _Connection(peer, writer, account)
+                refusal = self._admit(account)
+                if refusal is not None:
+                    log.info("refused a connection of pid %d: %s", peer.pid, refusal)
+                    await self._send(conn, encode_error(refusal))
+                    return
+                try:
+                    await self._read_loop(conn, reader)
+                finally:
+                    self._per_zone[account] -= 1
+                    if not self._per_zone[account]:
+                        del self._per_zone[account]
             finally:
-                self._per_zone[peer.netns_inode] -= 1
-                if not self._per_zone[peer.netns_inode]:
-                    del self._per_zone[peer.netns_inode]
+                peer.close()
         except (ConnectionError, asyncio.CancelledError, TimeoutError):
             pass
         finally:
             self._conns.discard(task)
             writer.close()
 
-    def _admit(self, inode: int) -> LimitExceeded | None:
-        """Count the connection in, or say which limit it would exceed."""
+    def _admit(self, account: str) -> LimitExceeded | None:
+        """Count the connection in, or refuse it. Every refusal reads the same to a zone,
+        whichever limit it hit, so it cannot tell how many connections other zones hold."""
+        if account == _UNREGISTERED:
+            share = self.limits.max_unregistered
+        else:
+            share = self.limits.max_connections_per_zone
         if len(self._conns) > self.limits.max_connections:
-            return LimitExceeded("connections", self.limits.max_connections)
-        if self._per_zone.get(inode, 0) >= self.limits.max_connections_per_zone:
-            return LimitExceeded("connections from this zone",
-                                 self.limits.max_connections_per_zone)
-        self._per_zone[inode] = self._per_zone.get(inode, 0) + 1
+            if account == GLOBAL_ZONE:  # the global zone may know what the host holds
+                return LimitExceeded("connections", self.limits.max_connections)
+            return LimitExceeded("connections", share)
+        if self._per_zone.get(account, 0) >= share:
+            if account == GLOBAL_ZONE:
+                return LimitExceeded("connections from this zone", share)
+            return LimitExceeded("connections", share)
+        self._per_zone[account] = self._per_zone.get(account, 0) + 1
         return None
 
     async def _read_loop(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         frames = FrameBuffer(MAX_FRAME)
         loop = asyncio.get_running_loop()
-        while True:
-            # One timer re-armed per read (not wait_for, which costs a task per call).
-            idle = loop.call_later(self.limits.idle_timeout, conn.writer.close)
-            try:
-                data = await reader.read(_READ_CHUNK)
-            finally:
-                idle.cancel()
-            if not data:
-                return
-            try:
-                batch = frames.feed(data)
-            except FrameTooLarge:
-                log.info("closing connection of pid %d: frame over %d bytes",
-                         conn.peer.pid, MAX_FRAME)
-                return
-            for frame in batch:
-                await self._handle_frame(conn, frame)
-                if conn.closed:
+        timeout = (self.limits.unregistered_idle_timeout if conn.account == _UNREGISTERED
+                   else self.limits.idle_timeout)
+        held = 0  # this connection's share of its zone's unfinished-frame bytes
+        try:
+            while True:
+                # One timer re-armed per read (not wait_for, which costs a task per call).
+                idle = loop.call_later(timeout, conn.writer.close)
+                try:
+                    data = await reader.read(_READ_CHUNK)
+                finally:
+                    idle.cancel()
+                if not data:
                     return
+                try:
+                    batch = frames.feed(data)
+                except FrameTooLarge:
+                    log.info("closing connection of pid %d: frame over %d bytes",
+                             conn.peer.pid, MAX_FRAME)
+                    return
+                total = self._partial.get(conn.account, 0) - held + frames.pending
+                self._partial[conn.account], held = total, frames.pending
+                if total > self.limits.partial_bytes_per_zone:
+                    log.info("closing connection of pid %d: its zone holds %d bytes of "
+                             "unfinished frames", conn.peer.pid, total)
+                    return
+                for frame in batch:
+                    await self._handle_frame(conn, frame)
+                    if conn.closed:
+                        return
+        finally:
+            left = self._partial.get(conn.account, 0) - held
+            if left > 0:
+                self._partial[conn.account] = left
+            else:
+                self._partial.pop(conn.account, None)
 
     async def _send(self, conn: _Connection, data: bytes) -> None:
         if conn.closed:
             return
         try:
             conn.writer.write(data)
-            await conn.writer.drain()
-        except (ConnectionError, RuntimeError):
+            if conn.writer.transport.get_write_buffer_size():
+                # The kernel's buffer is full: a client that never reads would hold this
+                # connection (and its reply) forever without a deadline here.
+                await asyncio.wait_for(conn.writer.drain(), self.limits.idle_timeout)
+        except (ConnectionError, RuntimeError, TimeoutError):
             conn.closed = True
 
     async def _handle_frame(self, conn: _Connection, frame: bytes) -> None:
@@ -230,6 +284,8 @@ class Server:
         except LinkbrokerError as exc:
             if call is None or not call.oneway:
                 await self._send(conn, encode_error(exc))
+            if isinstance(exc, ZoneNotRegistered):
+                conn.closed = True  # nothing more to say to a namespace that is no zone
             return
         except Exception:
             # A bug, not the caller's fault: log it and drop this connection only.
@@ -246,15 +302,21 @@ class Server:
             raise ZoneNotRegistered(conn.peer.netns_inode)
         policy = self.broker.policy
         if conn.auths is not None and conn.auths[0] == zone.name and conn.auths[1] is policy:
-            auths = conn.auths[2]
+            view, auths = conn.auths[2], conn.auths[3]
         else:
             who = Principal(zone=zone.name, uid=conn.peer.uid, gids=conn.peer.gids,
-                            zone_root=conn.peer.zone_root)
+                            zone_root=conn.peer.zone_root, host_admin=conn.peer.host_admin)
             auths = policy.authorizations(who)
-            conn.auths = (zone.name, policy, auths)
+            view = zone.name
+            if zone.name == GLOBAL_ZONE and "zone.read" not in auths:
+                # Without the host view a global caller reads the global zone's own links,
+                # as `ip link` shows them to any user, and can change nothing: a write from
+                # the global zone reaches every zone.
+                view, auths = GLOBAL_OWN_VIEW, auths & _WITHOUT_ZONE_READ
+            conn.auths = (zone.name, policy, view, auths)
         if spec.authorization not in auths or (spec.global_only and zone.name != GLOBAL_ZONE):
             raise PermissionDenied(method, spec.authorization)
-        return Caller(zone=zone.name, uid=conn.peer.uid, gid=conn.peer.gid,
+        return Caller(zone=view, uid=conn.peer.uid, gid=conn.peer.gid,
                       pid=conn.peer.pid, authorizations=auths)
 
     async def _dispatch(self, conn: _Connection, call: Call) -> bytes | None:
@@ -322,6 +384,27 @@ class Server:
 
 class _NoParams(msgspec.Struct, forbid_unknown_fields=True):
     pass
+
+
+# Besides connections: zones' namespace fds and netlink sockets, SQLite, monitors, helpers.
+_FD_HEADROOM = 4096
+
+
+def raise_fd_limit(limits: Limits) -> int:
+    """Raise RLIMIT_NOFILE's soft limit as far as the connection limits need (each connection
+    holds its socket and its caller's namespace): at the usual soft 1,024, EMFILE would break
+    accepting and identifying callers long before `max_connections`. Returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * limits.max_connections + _FD_HEADROOM
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    if soft < 2 * limits.max_connections + _FD_HEADROOM:
+        log.warning("RLIMIT_NOFILE is %d: fewer than --max-connections %d need", soft,
+                    limits.max_connections)
+    return soft
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -62,6 +62,11 @@ class FrameBuffer:
         self.limit = limit
         self._buf = bytearray()
 
+    @property
+    def pending(self) -> int:
+        """Bytes held of a frame not yet ended."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
         frames: list[bytes] = []

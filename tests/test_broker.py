@@ -235,9 +235,13 @@ def test_boot_errors(lab: Lab, netns: Any) -> None:
 def test_unregistered_namespace_is_refused(broker: BrokerProcess, netns: Any,
                                            zone_caller: Any) -> None:
     stranger = zone_caller(netns("stranger"))
+    # org.varlink.service answers, so a client can learn what it talks to.
+    assert "io.linkbroker" in stranger.call("org.varlink.service.GetInfo")["interfaces"]
     reply = stranger.raw("ListLinks")
     assert reply["error"] == "io.linkbroker.ZoneNotRegistered"
-    # org.varlink.service still answers, so a client can learn what it talks to.
+    # ...and then the broker has nothing more to say to it: the connection is closed (the
+    # next call on it finds it closed; zone_agent then reconnects).
+    assert stranger.raw("org.varlink.service.GetInfo") == {"closed": True}
     assert "io.linkbroker" in stranger.call("org.varlink.service.GetInfo")["interfaces"]
 
 

@@ -26,8 +26,10 @@ ZROOT = frozenset({"link.read", "link.write", "event.read"})
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "policy.example.toml"
 
 
-def who(zone: str, uid: int = 1000, gids: tuple[int, ...] = (), root: bool = False) -> Principal:
-    return Principal(zone=zone, uid=uid, gids=frozenset(gids), zone_root=root)
+def who(zone: str, uid: int = 1000, gids: tuple[int, ...] = (), root: bool = False,
+        admin: bool = False) -> Principal:
+    return Principal(zone=zone, uid=uid, gids=frozenset(gids), zone_root=root,
+                     host_admin=admin)
 
 
 # --- defaults ------------------------------------------------------------------------------------
@@ -36,9 +38,14 @@ def who(zone: str, uid: int = 1000, gids: tuple[int, ...] = (), root: bool = Fal
 @pytest.mark.parametrize(
     ("caller", "expected"),
     [
-        (who("global", 0, (0,), root=True), ALL),
+        (who("global", 0, (0,), root=True, admin=True), ALL),
+        # Finding 3: uid 0 without CAP_NET_ADMIN in the initial user namespace administers
+        # nothing on the host (setpriv --bounding-set=-all, a capless --network host root).
+        (who("global", 0, (0,), root=True), READ),
+        (who("global", 1000, (1000,), admin=True), ALL),  # the capability counts, not uid
         (who("global", 1000, (1000,)), READ),
-        (who("global", 0, root=False), READ),  # zone_root is the fact that counts, not uid
+        (who("global", 0, root=False), READ),
+        (who("red", 0, root=True, admin=True), ZROOT),  # a zone's root is a zone's root
         (who("red", 0, root=True), ZROOT),
         (who("red", 101000, root=True), ZROOT),
         (who("red", 101000), READ),
@@ -119,10 +126,11 @@ revoke = ["link.read"]
         (who("blue", 0, root=True), frozenset({"link.read", "event.read"})),  # 5 only
         # rules 5 and 6
         (who("green", 0, root=True), READ),
-        (who("global", 0, root=True), ALL),
+        (who("global", 0, root=True, admin=True), ALL),
+        (who("global", 0, root=True), READ | {"link.write"}),  # no capability: no defaults
         # rule 7: revoke then grant within one rule, any zone
         (who("green", 1000, (7,)), frozenset({"event.read", "link.write"})),
-        (who("global", 0, (7,), root=True), ALL - {"link.read"}),
+        (who("global", 0, (7,), root=True, admin=True), ALL - {"link.read"}),
     ],
 )
 def test_rules(caller: Principal, expected: frozenset[str]) -> None:
