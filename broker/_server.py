@@ -273,7 +273,11 @@ class Server:
                 # The kernel's buffer is full: a client that never reads would hold this
                 # connection (and its reply) forever without a deadline here.
                 await asyncio.wait_for(conn.writer.drain(), self.limits.idle_timeout)
-        except (ConnectionError, RuntimeError, TimeoutError):
+        except TimeoutError:
+            # close() would wait for the unread reply to flush, forever: drop it instead.
+            conn.writer.transport.abort()
+            conn.closed = True
+        except (ConnectionError, RuntimeError):
             conn.closed = True
 
     async def _handle_frame(self, conn: _Connection, frame: bytes) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ from broker._errors import (
 )
 from broker._events import EventBus, Subscription
 from broker._monitor import ZoneMonitor
-from broker._names import GLOBAL_ZONE, validate_link_name, validate_zone_name
+from broker._names import GLOBAL_ZONE, home_zone, validate_link_name, validate_zone_name
 from broker._netlink import KernelLink, ZoneNetlink
 from broker._policy import DEFAULT_POLICY, Policy
 from broker._rules import (
@@ -82,6 +83,10 @@ __all__ = ["Broker", "Caller", "Runtime"]
 
 log = logging.getLogger("linkbroker")
 _encode = msgspec.json.Encoder().encode
+
+def _snapshot(link: LinkRecord) -> LinkRecord:
+    return LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
+
 
 # Classes the kernel will not move between namespaces (NETIF_F_NETNS_LOCAL).
 NETNS_LOCAL = frozenset({"bridge"})
@@ -145,11 +150,16 @@ class Broker:
         return link_view(caller, link, self.links)
 
     def _publish(self, kind: EventKind, link: LinkRecord, old_name: str | None = None,
-                 zone: str | None = None) -> None:
+                 zone: str | None = None, zone_sees: LinkRecord | None = None) -> None:
+        """Publish a change; `zone_sees` is what non-global subscribers are shown instead
+        (a link leaving their zone, as it was while it was theirs)."""
         self._views.clear()  # every change to a link is published: cached views are stale
-        snapshot = LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
+        snapshot = _snapshot(link)
+        theirs = snapshot if zone_sees is None else zone_sees
         self.events.publish(
-            kind, zone or link.zone, lambda c: link_view(c, snapshot, self.links), old_name
+            kind, zone or link.zone,
+            lambda c: link_view(c, snapshot if c == GLOBAL_ZONE else theirs, self.links),
+            old_name,
         )
 
     def _runtime(self, zone: str) -> Runtime:
@@ -193,14 +203,14 @@ class Broker:
     # ---- read methods ----------------------------------------------------------------------
 
     async def who_am_i(self, caller: Caller, _: Empty) -> WhoAmIReply:
-        return WhoAmIReply(zone=caller.zone, uid=caller.uid, gid=caller.gid, pid=caller.pid,
+        return WhoAmIReply(zone=home_zone(caller.zone), uid=caller.uid, gid=caller.gid, pid=caller.pid,
                            authorizations=sorted(caller.authorizations))
 
     async def list_zones(self, caller: Caller, _: Empty) -> ZonesReply:
         if caller.zone == GLOBAL_ZONE:
             shown = sorted(self.zones, key=lambda z: (z.name != GLOBAL_ZONE, z.name))
         else:
-            shown = [z for z in self.zones if z.name == caller.zone]
+            shown = [z for z in self.zones if z.name == home_zone(caller.zone)]
         return ZonesReply(zones=[zone_view(z, self.links) for z in shown])
 
     async def get_zone(self, caller: Caller, p: GetZoneParams) -> ZoneReply:
@@ -261,13 +271,15 @@ class Broker:
             raise InvalidParameter("link.peer")
         else:
             peer_zone = GLOBAL_ZONE
+            # Refused before any lock: a zone's probe of the host's bridges must not queue
+            # behind (or time) the global zone's writes.
+            self._attachable_bridge(caller.zone, spec.uplink)
         async with self._locked(zone, peer_zone):
             uplink = None
             if spec.uplink is not None:
-                uplink = self._attachable_bridge(caller.zone, spec.uplink)
+                uplink = self._attachable_bridge(caller.zone, spec.uplink)  # still there?
                 if spec.peer is None:
-                    spec = msgspec.structs.replace(
-                        spec, peer=self._free_global_name("lbu", self.links.ids.next_seq))
+                    spec = msgspec.structs.replace(spec, peer=self._random_global_name("lbu"))
             for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
                 if name is not None and self.links.name_taken(z, name):
                     raise LinkExists(name)
@@ -277,7 +289,15 @@ class Broker:
             if peer_zone != zone and uplink is None:
                 # An uplink's port counts against the zone that asked, not the host.
                 self._check_limit(peer_zone, 1)
-            link = await self._make(caller.zone, spec, zone, peer_zone, peer_master=uplink)
+            try:
+                link = await self._make(caller.zone, spec, zone, peer_zone,
+                                        peer_master=uplink)
+            except KernelError as exc:
+                if uplink is None or spec.peer is None or caller.zone == GLOBAL_ZONE:
+                    raise
+                # The host end's name is the host's business, not the zone's.
+                raise KernelError(exc.errno, exc.message.replace(
+                    spec.peer, "the uplink's host end")) from None
             return LinkReply(link=self._view(caller.zone, link))
 
     def _attachable_bridge(self, caller: str, name: str) -> LinkRecord:
@@ -602,10 +622,11 @@ class Broker:
     async def _bring_home(self, link: LinkRecord, home: str) -> None:
         """Move a lent link back into the global zone as `home`."""
         zone = link.zone
+        as_lent = _snapshot(link)  # what the zone saw: never the host's name or ifindex
         await self._move(link, GLOBAL_ZONE, home)
         link.home_name = None
         self.store.put_links([link])
-        self._publish("link_reclaimed", link, zone=zone)
+        self._publish("link_reclaimed", link, zone=zone, zone_sees=as_lent)
 
     async def _move(self, link: LinkRecord, zone: str, name: str) -> None:
         if link.present and link.ifindex is not None:
@@ -863,6 +884,7 @@ class Broker:
             self.zones.remove(name)
             self.store.delete_zone(name)
         self._publish_zone("zone_halted", name)
+        self.events.forget_zone(name)
         return errors
 
     async def _return_home(self, link: LinkRecord) -> None:
@@ -874,6 +896,14 @@ class Broker:
         if self.links.name_taken(GLOBAL_ZONE, home):
             home = self._free_global_name("lb", link.id)
         await self._bring_home(link, home)
+
+    def _random_global_name(self, stem: str) -> str:
+        """A free global name that says nothing: not a count of anything (a counter-derived
+        `lbu<N>` told every zone that made an uplink how many links the host had made)."""
+        while True:
+            candidate = stem + secrets.token_hex((15 - len(stem)) // 2)
+            if not self.links.name_taken(GLOBAL_ZONE, candidate):
+                return candidate
 
     def _free_global_name(self, stem: str, n: int) -> str:
         while True:
