@@ -7,7 +7,7 @@ the kernel confirms. A broker killed in between finds the intent at start and re
 kernel may hold under those names: a link nobody was told about is an orphan, not a link.
 WAL with synchronous=NORMAL survives a killed process (every commit is in the WAL before the
 call returns); only a power loss can drop the newest commits. `meta` holds the ID counter
-(`next_seq`) and the key that turns it into IDs (`id_key`, see `_ids`).
+(`next_seq`) and the secret that turns it into IDs (`id_secret`, see `_ids`).
 """
 
 from __future__ import annotations
@@ -91,22 +91,34 @@ class Store:
             self._in_tx = False
 
     def _load_ids(self) -> LinkIds:
-        """The ID key and counter; made on first use. A store from before keyed IDs has only
-        `next_id` (its IDs were the counter): they keep their numbers, new ones skip them."""
+        """The ID secret and counter; made on first use. Older stores keep their IDs: a
+        counter-era store has only `next_id` (its IDs were the counter), a Feistel-era store
+        `id_key` (its IDs were the Feistel images of sequences below `next_seq`)."""
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        if "id_key" not in meta:
+        if "id_secret" in meta:
+            feistel = meta.get("feistel_key")
+            return LinkIds(secret=bytes(meta["id_secret"]), next_seq=int(meta["next_seq"]),
+                           legacy_max=int(meta.get("legacy_max", 0)),
+                           feistel_key=None if feistel is None else int(feistel),
+                           feistel_next=int(meta.get("feistel_next", 1)))
+        ids = LinkIds.fresh()
+        if "id_key" in meta:
+            ids = LinkIds(secret=ids.secret, next_seq=int(meta["next_seq"]),
+                          legacy_max=int(meta.get("legacy_max", 0)),
+                          feistel_key=int(meta["id_key"]), feistel_next=int(meta["next_seq"]))
+        else:
             legacy_next = int(meta.get("next_id", 1))
-            ids = LinkIds.fresh()
             ids.next_seq, ids.legacy_max = legacy_next, legacy_next - 1
-            with self.transaction():
-                self._put_meta("id_key", ids.key)
-                self._put_meta("legacy_max", ids.legacy_max)
-                self._put_meta("next_seq", ids.next_seq)
-            return ids
-        return LinkIds(key=int(meta["id_key"]), next_seq=int(meta["next_seq"]),
-                       legacy_max=int(meta.get("legacy_max", 0)))
+        with self.transaction():
+            self._put_meta("id_secret", ids.secret)  # a BLOB: never coerced to a number
+            self._put_meta("legacy_max", ids.legacy_max)
+            self._put_meta("next_seq", ids.next_seq)
+            if ids.feistel_key is not None:
+                self._put_meta("feistel_key", ids.feistel_key)
+                self._put_meta("feistel_next", ids.feistel_next)
+        return ids
 
-    def _put_meta(self, key: str, value: int) -> None:
+    def _put_meta(self, key: str, value: int | bytes) -> None:
         self._db.execute(
             "INSERT INTO meta(key, value) VALUES(?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",

@@ -49,7 +49,7 @@ class World:
 
     def __init__(self, others: bool = True) -> None:
         # IDs written by hand are below legacy_max: they order by their own numbers.
-        self.links = LinkTable(ids=LinkIds(key=0, next_seq=101, legacy_max=100))
+        self.links = LinkTable(ids=LinkIds(secret=bytes(23), next_seq=101, legacy_max=100))
         self.zones = ZoneTable()
         boot(self.zones, "red", 1001)
         t = self.links
@@ -356,13 +356,14 @@ def test_visible_links_are_ordered_by_id_after_renames_and_moves() -> None:
 @given(st.permutations(list(range(1, 11))))
 def test_visible_links_sorted_whatever_the_insertion_order(order: list[int]) -> None:
     """Listings come in creation order (the ID's sequence), not in the order of the table."""
-    links, zones = LinkTable(ids=LinkIds(key=0, next_seq=1000, legacy_max=999)), ZoneTable()
+    ids = LinkIds(secret=bytes(23), next_seq=1000, legacy_max=999)
+    links, zones = LinkTable(ids=ids), ZoneTable()
     for link_id in order:
         add(links, link_id, f"l{link_id}", "global" if link_id % 3 else "red", "global")
     for caller in ("global", "red"):
         ids = [x.id for x in visible_links(caller, None, None, links, zones)]
         assert ids == sorted(ids)
-    keyed = LinkTable(ids=LinkIds(key=0))
+    keyed = LinkTable(ids=LinkIds(secret=(0).to_bytes(23, "big")))
     made = [keyed.allocate_id() for _ in range(20)]
     for link_id in reversed(made):
         add(keyed, link_id, f"k{link_id}", "red", "red")

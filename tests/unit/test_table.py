@@ -62,7 +62,7 @@ def test_onloan_follows_a_move() -> None:
 
 def test_ids_come_in_creation_order_under_a_permutation() -> None:
     """IDs look unrelated to each other, but `order` gives back creation order."""
-    table = LinkTable(ids=LinkIds(key=1))
+    table = LinkTable(ids=LinkIds(secret=(1).to_bytes(23, "big")))
     made = [rec(table.allocate_id(), f"l{n}") for n in range(50)]
     for link in made:
         table.add(link)
@@ -85,9 +85,9 @@ def test_removed_ids_are_not_handed_out_again() -> None:
 
 def test_adding_a_restored_record_moves_the_counter_past_it() -> None:
     """Records loaded from the store keep their IDs; new ones must come after them."""
-    source = LinkTable(ids=LinkIds(key=7))
+    source = LinkTable(ids=LinkIds(secret=(7).to_bytes(23, "big")))
     first, second, third = (source.allocate_id() for _ in range(3))
-    table = LinkTable(ids=LinkIds(key=7))
+    table = LinkTable(ids=LinkIds(secret=(7).to_bytes(23, "big")))
     table.add(rec(second, "old"))
     assert table.allocate_id() == third
     table.add(rec(first, "older"))  # an earlier ID never pulls the counter back
@@ -95,7 +95,7 @@ def test_adding_a_restored_record_moves_the_counter_past_it() -> None:
 
 
 def test_restored_counter_is_kept() -> None:
-    table = LinkTable(ids=LinkIds(key=3, next_seq=100))
+    table = LinkTable(ids=LinkIds(secret=(3).to_bytes(23, "big"), next_seq=100))
     assert table.ids.seq_of(table.allocate_id()) == 100
 
 
@@ -234,7 +234,7 @@ class LinkTableMachine(RuleBasedStateMachine):
     @initialize(start=st.integers(1, 1000))
     def restore(self, start: int) -> None:
         """The counter as a restarted broker reloads it from the store."""
-        self.table = LinkTable(ids=LinkIds(key=start, next_seq=start))
+        self.table = LinkTable(ids=LinkIds(secret=(start).to_bytes(23, "big"), next_seq=start))
 
     def _free(self, zone: str, name: str) -> bool:
         return (zone, name) not in self.model.values()
