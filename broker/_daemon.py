@@ -7,6 +7,12 @@ halted: its own links are gone with it), intents of requests that never replied 
 every zone reconciled with its kernel and its socket re-attached (detaching the stale mount of
 the previous broker first). Only then are calls accepted. SIGTERM and SIGINT stop accepting,
 let started requests finish, and remove the socket.
+
+Under systemd (contrib/systemd) the socket is passed in instead (broker._activation): its inode
+outlives the broker, so a zone whose mount already shows it is not re-attached, and clients
+that connect during a restart wait in the backlog. READY=1 goes out (broker._sdnotify) only
+once calls are accepted, RELOADING=1/READY=1 around a SIGHUP policy reload, STOPPING=1 first
+thing on SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,18 +23,24 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import stat
 import sys
 
+from broker._activation import ActivationError, activated_socket
+from broker._checkconfig import ConfigProblem, check_config
 from broker._errors import LinkbrokerError
 from broker._events import EventBus
 from broker._names import GLOBAL_ZONE
 from broker._netlink import ZoneNetlink
 from broker._policy import PolicyError, load_policy
 from broker._privileges import drop_capabilities
+from broker._sdnotify import Notifier
 from broker._server import Limits, Server, raise_fd_limit
 from broker._service import Broker, Runtime
 from broker._store import Store
 from broker._table import ZoneRecord
+from broker._version import version
 from zones.handle import (
     ZoneGone,
     ZoneHandle,
@@ -105,13 +117,40 @@ async def restore(broker: Broker) -> None:
         broker.watch(zone)
     for zone, _ in reopened:
         if zone.pid is not None and zone.root is not None:
-            zone.attached = await broker.attach(zone)
+            if _still_attached(zone.pid, broker.socket_path):
+                log.info("zone %s: its mount already shows this socket; not re-attached",
+                         zone.name)
+                zone.attached = True
+            else:
+                zone.attached = await broker.attach(zone)
         broker.store.put_zone(zone)
+
+
+def _still_attached(pid: int, socket_path: str) -> bool:
+    """Whether the zone of `pid` sees our very socket (same inode) at its socket path: true
+    after a restart under socket activation, where the listening socket outlives the broker.
+    Seen through /proc/PID/root, so in the zone's own mounts; the last component is not
+    followed (a zone that fakes it with a symlink only fools itself out of an attach)."""
+    from zones.attach import ZONE_SOCKET_PATH
+
+    try:
+        ours = os.stat(socket_path)
+        theirs = os.lstat(f"/proc/{pid}/root{ZONE_SOCKET_PATH}")
+    except OSError:
+        return False
+    return stat.S_ISSOCK(theirs.st_mode) and (theirs.st_dev, theirs.st_ino) == (
+        ours.st_dev, ours.st_ino)
+
+
+def _status(broker: Broker) -> str:
+    return f"serving {len(broker.zones)} zones, {len(broker.links)} links"
 
 
 async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
               event_queue_limit: int = 1024, limits: Limits | None = None,
-              keep_capabilities: bool = False) -> int:
+              keep_capabilities: bool = False, passed: socket.socket | None = None,
+              notifier: Notifier | None = None, metrics: str | None = None) -> int:
+    notify = notifier or Notifier({})
     if not keep_capabilities:
         log.info("capabilities now %#x (kept: net_admin, sys_admin, sys_chroot, sys_ptrace, "
                  "dac_override, dac_read_search, fowner)", drop_capabilities())
@@ -119,51 +158,91 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
     store = Store(state_dir)
     broker = Broker(store=store, socket_path=socket_path, policy=policy,
                     events=EventBus(event_queue_limit))
-    server = Server(broker, socket_path, limits or Limits())
+    server = Server(broker, socket_path, limits or Limits(), version=version())
+    endpoint = None
+    if metrics is not None:
+        from broker._metrics import Metrics, MetricsEndpoint
+
+        server.observer = observer = Metrics(broker, lambda: len(server._conns))
+        endpoint = MetricsEndpoint(observer, metrics)
     log.info("file descriptors: up to %d", raise_fd_limit(server.limits))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        notify.stopping()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, broker, policy_path)
+        loop.add_signal_handler(sig, stopping)
+    loop.add_signal_handler(signal.SIGHUP, _reload, broker, policy_path, notify)
+    watchdog: asyncio.Task[None] | None = None
     try:
-        await server.bind()
+        await server.bind(passed)
+        if endpoint is not None:
+            await endpoint.start()
         await restore(broker)
         await server.start()
-        log.info("ready on %s (state %s, %d zones, %d links)", socket_path, store.path,
+        log.info("ready on %s%s (state %s, %d zones, %d links)", socket_path,
+                 " (passed by the supervisor)" if passed else "", store.path,
                  len(broker.zones), len(broker.links))
-        await stop.wait()
+        notify.ready(_status(broker))
+        watchdog = asyncio.ensure_future(notify.watchdog())
+        while not stop.is_set():  # STATUS= kept current for `systemctl status`
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 10.0)
+            if not stop.is_set():
+                notify.status(_status(broker))
         log.info("shutting down")
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        if endpoint is not None:
+            await endpoint.close()
         await server.close()
         broker.close()
         store.close()
+        notify.close()
     return 0
 
 
-def _reload(broker: Broker, path: str | None) -> None:
+def _reload(broker: Broker, path: str | None, notify: Notifier) -> None:
+    notify.reloading()
     try:
         broker.policy = load_policy(path)
         log.info("policy reloaded from %s", path or DEFAULT_POLICY)
     except PolicyError as exc:
         log.error("policy not reloaded, keeping the old one: %s", exc)
+    notify.ready(_status(broker))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also the source of the man page and shell completions)."""
     parser = argparse.ArgumentParser(
         prog="linkbrokerd",
         description="The linkbroker daemon: owns the network links of every zone (network "
         "namespace) and answers io.linkbroker over Varlink on a Unix socket, each caller as "
         "seen from its own zone.",
         epilog="Example: linkbrokerd --socket /run/linkbroker/broker.sock "
-        "--state-dir /var/lib/linkbroker",
+        "--state-dir /var/lib/linkbroker. Under systemd, linkbroker.socket passes the socket "
+        "in (LISTEN_FDS), and the service reports readiness with sd_notify. Signals: SIGTERM "
+        "or SIGINT stop, SIGHUP reloads the policy. Exit status: 0 stopped cleanly, 1 could "
+        "not start, 2 bad policy, 3 bad state directory, 4 bad passed socket.",
     )
-    parser.add_argument("--socket", default=DEFAULT_SOCKET,
-                        help=f"where to listen (default {DEFAULT_SOCKET})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--socket", default=None,
+                        help=f"where to listen (default {DEFAULT_SOCKET}); ignored when "
+                        "systemd passes a socket, whose own path is used")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                         help=f"SQLite state directory (default {DEFAULT_STATE_DIR})")
     parser.add_argument("--policy", default=None,
                         help=f"policy file (default {DEFAULT_POLICY} if it exists)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="check the policy file and the state directory, print what was "
+                        "found and exit (0 good, 2 policy, 3 state); changes nothing")
+    parser.add_argument("--metrics", metavar="unix:PATH|HOST:PORT", default=None,
+                        help="serve Prometheus metrics over HTTP there (off by default; e.g. "
+                        "unix:/run/linkbroker/metrics.sock or 127.0.0.1:9479)")
     parser.add_argument("--event-queue-limit", type=int, default=1024, metavar="N",
                         help="events a subscriber may fall behind before it is cut off "
                         "(default 1024)")
@@ -179,20 +258,55 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not drop capabilities at start (debugging only)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="linkbrokerd: %(levelname)s %(message)s")
+    if args.check_config:
+        try:
+            for line in check_config(args.policy, args.state_dir):
+                print(f"linkbrokerd: {line}")
+        except ConfigProblem as exc:
+            print(f"linkbrokerd: {exc}", file=sys.stderr)
+            return exc.code
+        print("linkbrokerd: configuration ok")
+        return 0
+    if args.metrics is not None:
+        from broker._metrics import parse_endpoint
+
+        try:
+            parse_endpoint(args.metrics)
+        except ValueError as exc:
+            print(f"linkbrokerd: {exc}", file=sys.stderr)
+            return 1
+    try:
+        # First, before anything is spawned: the variables are for this process only.
+        passed = activated_socket()
+    except (ActivationError, OSError) as exc:
+        print(f"linkbrokerd: socket activation: {exc}", file=sys.stderr)
+        return 4
+    notifier = Notifier()
+    socket_path = args.socket or DEFAULT_SOCKET
+    if passed is not None:
+        name = passed.getsockname()
+        if args.socket and args.socket != name:
+            log.warning("--socket %s ignored: serving the passed socket %s", args.socket, name)
+        socket_path = name
     try:
         limits = Limits(max_connections=args.max_connections,
                         max_connections_per_zone=args.max_connections_per_zone,
                         idle_timeout=args.idle_timeout)
-        return asyncio.run(run(args.socket, args.state_dir, args.policy,
+        return asyncio.run(run(socket_path, args.state_dir, args.policy,
                                event_queue_limit=args.event_queue_limit, limits=limits,
-                               keep_capabilities=args.keep_capabilities))
+                               keep_capabilities=args.keep_capabilities, passed=passed,
+                               notifier=notifier, metrics=args.metrics))
     except PolicyError as exc:
         print(f"linkbrokerd: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         print(f"linkbrokerd: {exc}", file=sys.stderr)
         return 1
 

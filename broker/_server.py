@@ -22,8 +22,10 @@ import logging
 import os
 import resource
 import socket
+import time
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Protocol
 
 import msgspec
 
@@ -53,7 +55,7 @@ from broker._wire import (
     encode_reply,
 )
 
-__all__ = ["Limits", "Server", "interface_description", "raise_fd_limit"]
+__all__ = ["Limits", "Observer", "Server", "interface_description", "raise_fd_limit"]
 
 log = logging.getLogger("linkbroker.server")
 _READ_CHUNK = 65536
@@ -130,12 +132,22 @@ class Limits:
     partial_bytes_per_zone: int = 4 * MAX_FRAME
 
 
+class Observer(Protocol):
+    """What the server tells the metrics (broker._metrics) as it works; None costs nothing."""
+
+    def call_done(self, method: str, outcome: str, seconds: float) -> None: ...
+
+    def refused(self, limit: str) -> None: ...
+
+
 @dataclass
 class Server:
     broker: Broker
     path: str
     limits: Limits = field(default_factory=Limits)
     version: str = "0.1.0"
+    observer: Observer | None = None
+    _passed: bool = False  # serving a socket the supervisor holds: never unlink its file
     _per_zone: dict[str, int] = field(default_factory=dict)
     _partial: dict[str, int] = field(default_factory=dict)
     _server: asyncio.Server | None = None
@@ -143,8 +155,15 @@ class Server:
     _conns: set[asyncio.Task[None]] = field(default_factory=set)
     _description: str = field(default_factory=interface_description)
 
-    async def bind(self) -> None:
-        """Bind the socket (replacing a stale one) without accepting yet."""
+    async def bind(self, passed: socket.socket | None = None) -> None:
+        """Bind the socket (replacing a stale one) without accepting yet; or take `passed`,
+        a listening socket from socket activation (broker._activation), as it is."""
+        if passed is not None:
+            self._passed = True
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=passed, limit=_READ_CHUNK, start_serving=False,
+                backlog=socket.SOMAXCONN)
+            return
         _remove_stale_socket(self.path)
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
         # The reader's limit only sets when asyncio stops reading the socket (at twice it):
@@ -167,8 +186,9 @@ class Server:
             task.cancel()
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=grace)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if not self._passed:  # a passed socket's file (and inode) outlives this broker
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -191,6 +211,10 @@ class Server:
                 refusal = self._admit(account)
                 if refusal is not None:
                     log.info("refused a connection of pid %d: %s", peer.pid, refusal)
+                    if self.observer is not None:
+                        self.observer.refused(
+                            "total" if len(self._conns) > self.limits.max_connections
+                            else "unregistered" if account == _UNREGISTERED else "per_zone")
                     await self._send(conn, encode_error(refusal))
                     return
                 try:
@@ -282,10 +306,14 @@ class Server:
 
     async def _handle_frame(self, conn: _Connection, frame: bytes) -> None:
         call: Call | None = None
+        started = time.perf_counter()
         try:
             call = decode_call(frame)
             reply = await self._dispatch(conn, call)
         except LinkbrokerError as exc:
+            if self.observer is not None:
+                self.observer.call_done(call.method if call else "", type(exc).__name__,
+                                        time.perf_counter() - started)
             if call is None or not call.oneway:
                 await self._send(conn, encode_error(exc))
             if isinstance(exc, ZoneNotRegistered):
@@ -297,6 +325,8 @@ class Server:
                           conn.peer.pid)
             conn.closed = True
             return
+        if self.observer is not None:
+            self.observer.call_done(call.method, "ok", time.perf_counter() - started)
         if reply is not None and not call.oneway:
             await self._send(conn, reply)
 

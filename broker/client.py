@@ -8,6 +8,7 @@ strings.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Iterator
@@ -35,10 +36,14 @@ from broker._errors import (
     error_from_wire,
 )
 from broker._types import Event, Link, LinkSpec, WhoAmIReply, Zone
-from broker._wire import FrameBuffer, decode_reply, encode_call
+from broker._wire import FrameBuffer, FrameTooLarge, decode_reply, encode_call
 
 __all__ = [
     "DEFAULT_SOCKET",
+    "BrokerGone",
+    "BrokerNotRunning",
+    "BrokerTimeout",
+    "BrokerUnreachable",
     "Client",
     "ContractError",
     "Event",
@@ -54,7 +59,10 @@ __all__ = [
     "LinkbrokerError",
     "NotOwner",
     "PermissionDenied",
+    "ProtocolMismatch",
     "RemoteError",
+    "SocketMissing",
+    "SocketNotPermitted",
     "Unsupported",
     "WhoAmIReply",
     "Zone",
@@ -67,6 +75,67 @@ __all__ = [
 DEFAULT_SOCKET = "/run/linkbroker/broker.sock"
 MAX_REPLY = 256 << 20
 _T = TypeVar("_T")
+
+
+class BrokerUnreachable(ConnectionError):
+    """The broker could not be talked to: nothing was answered, whatever the call was.
+
+    A ConnectionError (so an OSError), for callers that catch those broadly; the subclasses
+    say which way it failed, since each has its own remedy. `path` is the socket tried."""
+
+    def __init__(self, path: str, err: int, message: str) -> None:
+        super().__init__(err, message)
+        self.path = path
+
+
+class SocketMissing(BrokerUnreachable):
+    """No socket file at the path (ENOENT): the broker is not running, or not attached here."""
+
+
+class BrokerNotRunning(BrokerUnreachable):
+    """The socket file exists but nobody listens on it (ECONNREFUSED): a stopped broker's."""
+
+
+class SocketNotPermitted(BrokerUnreachable):
+    """The socket (or a directory above it) may not be opened by this user (EACCES, EPERM)."""
+
+
+class BrokerGone(BrokerUnreachable):
+    """The connection broke before the reply: the broker stopped or restarted mid-call.
+
+    A write call may or may not have happened; read the state again before repeating it."""
+
+
+class BrokerTimeout(BrokerUnreachable):
+    """No reply within the client's timeout."""
+
+
+class ProtocolMismatch(BrokerUnreachable):
+    """What came back is not a Varlink reply: something else listens on that path."""
+
+
+def _unreachable(path: str, exc: OSError) -> BrokerUnreachable:
+    """The typed form of a connect() failure."""
+    if isinstance(exc, TimeoutError):
+        return BrokerTimeout(path, errno.ETIMEDOUT, "no answer while connecting")
+    err = exc.errno or 0
+    text = exc.strerror or str(exc)
+    if err == errno.ENOENT:
+        return SocketMissing(path, err, text)
+    if err in (errno.EACCES, errno.EPERM):
+        return SocketNotPermitted(path, err, text)
+    if err in (errno.ECONNREFUSED, errno.ENOTSOCK, errno.EPROTOTYPE):
+        return BrokerNotRunning(path, err, text)
+    if err in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+        return BrokerGone(path, err, text)
+    return BrokerUnreachable(path, err, text)
+
+
+def _broken(path: str, exc: OSError) -> BrokerUnreachable:
+    """The typed form of a failure on an established connection."""
+    if isinstance(exc, TimeoutError):
+        return BrokerTimeout(path, errno.ETIMEDOUT, "no reply in time")
+    return BrokerGone(path, exc.errno or errno.ECONNRESET, exc.strerror or str(exc))
 
 
 def default_socket(explicit: str | None = None) -> str:
@@ -83,9 +152,9 @@ class Connection:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(path)
-        except OSError:
+        except OSError as exc:
             self._sock.close()
-            raise
+            raise _unreachable(path, exc) from None
         # The 1 MiB limit bounds what the broker accepts; its replies can be larger (the
         # global zone listing every link of a big host).
         self._frames = FrameBuffer(MAX_REPLY)
@@ -95,33 +164,46 @@ class Connection:
         self._sock.close()
 
     def send(self, data: bytes) -> None:
-        self._sock.sendall(data)
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise _broken(self.path, exc) from None
 
     def receive(self) -> bytes:
         while not self._pending:
-            data = self._sock.recv(1 << 16)
+            try:
+                data = self._sock.recv(1 << 16)
+            except OSError as exc:
+                raise _broken(self.path, exc) from None
             if not data:
-                raise ConnectionError("the broker closed the connection")
-            self._pending.extend(self._frames.feed(data))
+                raise BrokerGone(self.path, errno.ECONNRESET,
+                                 "the broker closed the connection")
+            try:
+                self._pending.extend(self._frames.feed(data))
+            except FrameTooLarge as exc:
+                raise ProtocolMismatch(self.path, errno.EPROTO, str(exc)) from None
         return self._pending.pop(0)
 
     def call(self, method: str, parameters: dict[str, Any] | msgspec.Struct | None = None
              ) -> dict[str, Any]:
         self.send(encode_call(method, parameters))
-        return _result(self.receive())
+        return _result(self.receive(), self.path)
 
     def stream(self, method: str, parameters: dict[str, Any] | None = None
                ) -> Iterator[dict[str, Any]]:
         self.send(encode_call(method, parameters, more=True))
         while True:
             frame = self.receive()
-            yield _result(frame)
+            yield _result(frame, self.path)
             if not decode_reply(frame).continues:
                 return
 
 
-def _result(frame: bytes) -> dict[str, Any]:
-    reply = decode_reply(frame)
+def _result(frame: bytes, path: str) -> dict[str, Any]:
+    try:
+        reply = decode_reply(frame)
+    except msgspec.MsgspecError as exc:
+        raise ProtocolMismatch(path, errno.EPROTO, f"not a Varlink reply: {exc}") from None
     if reply.error is not None:
         raise error_from_wire(reply.error, reply.parameters)
     return reply.parameters or {}

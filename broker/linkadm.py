@@ -14,7 +14,10 @@ from typing import Any
 
 import msgspec
 
+from broker import _exits
+from broker._version import version
 from broker.client import (
+    BrokerUnreachable,
     Client,
     HaltIncomplete,
     InvalidName,
@@ -249,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="linkadm",
         description="Manage network links through linkbroker, as seen from this zone. Inside "
         "a zone you see and change only that zone's links; the global zone sees all.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES + "\n" + _exits.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--socket", help="broker socket (default: $LINKBROKER_SOCKET, then "
                         "/run/linkbroker/broker.sock)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -355,19 +360,19 @@ def main(argv: list[str] | None = None) -> int:
             args.fn(client, args)
     except LinkbrokerError as exc:
         print(f"linkadm: {args.command}: {describe(exc)}", file=sys.stderr)
-        return 1
+        return _exits.REFUSED
     except UsageError as exc:
         print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        print(f"linkadm: cannot reach the broker at {path}: {exc.strerror} (is linkbrokerd "
-              "running? set --socket or $LINKBROKER_SOCKET)", file=sys.stderr)
-        return 1
+        return _exits.USAGE
+    except BrokerUnreachable as exc:
+        code, line = _exits.explain(exc)
+        print(f"linkadm: {args.command}: {line}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-    return 0
+        return _exits.INTERRUPTED
+    except BrokenPipeError:  # our stdout went away (| head): nothing left to say
+        return _exits.OK
+    return _exits.OK
 
 
 if __name__ == "__main__":
