@@ -364,22 +364,29 @@ class Broker:
             self.store.set_next_seq(self.links.ids.next_seq)
             self.store.put_intent(Intent(link_id, planned))
 
-        await sender.netlink.create(spec.name, request, spec.class_, target_fd)
+        # One worker job: the RTM_NEWLINK (its echo is the read-back of the new link) and
+        # the peer's read-back in its own namespace (to learn its ifindex and MAC).
         try:
-            made = await self._read_back(zone, spec.name)
+            made, peer_made = await sender.netlink.create(
+                spec.name, request, spec.class_, target_fd,
+                made_in=self._runtime(zone).netlink if target_fd is not None else None,
+                peer=(self._runtime(peer_zone).netlink, spec.peer) if spec.peer else None)
+        except BaseException:
+            # Refused, or undone on the worker: nothing of it is left in the kernel.
+            with contextlib.suppress(LinkbrokerError, OSError):
+                self.store.delete_intent(link_id)
+            raise
+        try:
             if request.ioctl_tap and (spec.mtu or spec.mac or spec.up or master):
                 props = {k: v for k, v in attrs.items()
                          if k in ("mtu", "address", "master", "state")}
-                await self._runtime(zone).netlink.set(made.ifindex, f"configure {spec.name}",
-                                                      **props)
-                made = await self._read_back(zone, spec.name)
-            peer_made = await self._read_back(peer_zone, spec.peer) if spec.peer else None
+                made = await self._runtime(zone).netlink.set(
+                    made.ifindex, f"configure {spec.name}", read_back=True, **props) or made
             if peer_made is not None and peer_master is not None:
                 # The kernel ignores IFLA_MASTER inside the veth peer info: a second step.
-                await self._runtime(peer_zone).netlink.set(
+                peer_made = await self._runtime(peer_zone).netlink.set(
                     peer_made.ifindex, f"attach {spec.peer} to bridge {peer_master.name}",
-                    master=peer_master.ifindex, state=True)
-                peer_made = await self._read_back(peer_zone, peer_made.name)
+                    read_back=True, master=peer_master.ifindex, state=True) or peer_made
         except BaseException:
             await self._undo_create(zone, spec.name)
             with contextlib.suppress(LinkbrokerError, OSError):
@@ -482,12 +489,6 @@ class Broker:
         assert handle is not None, "the global runtime holds the host namespace fd"
         return handle.netns_fd
 
-    async def _read_back(self, zone: str, name: str) -> KernelLink:
-        made = await self._runtime(zone).netlink.get(name)
-        if made is None:
-            raise KernelError(errno.ENODEV, f"link {name} vanished right after it was made")
-        return made
-
     async def _undo_create(self, zone: str, name: str) -> None:
         with contextlib.suppress(LinkbrokerError):
             found = await self._runtime(zone).netlink.get(name)
@@ -580,8 +581,8 @@ class Broker:
             if not link.present or link.ifindex is None:
                 raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")
             rt = self._runtime(link.zone)
-            await rt.netlink.set(link.ifindex, f"set properties of {link.name}", **attrs)
-            now = await rt.netlink.get_index(link.ifindex)
+            now = await rt.netlink.set(link.ifindex, f"set properties of {link.name}",
+                                       read_back=True, **attrs)
             if now is not None:
                 self.refresh(link, now)
             self.store.put_links([link])
@@ -629,21 +630,24 @@ class Broker:
         self._publish("link_reclaimed", link, zone=zone, zone_sees=as_lent)
 
     async def _move(self, link: LinkRecord, zone: str, name: str) -> None:
+        """The kernel moves the link (and it is read back where it arrived, in the same
+        worker job); then the table changes in one step, with no await in between, so no
+        read sees the link half-moved."""
+        arrived = None
         if link.present and link.ifindex is not None:
             target_fd = self._runtime(zone).netns_fd
             if target_fd is None:
                 target_fd = self._host_fd()
-            await self._runtime(link.zone).netlink.move(
-                link.ifindex, target_fd, name, f"move {link.name} to zone {zone}")
+            arrived = await self._runtime(link.zone).netlink.move(
+                link.ifindex, target_fd, name, f"move {link.name} to zone {zone}",
+                read_back_in=self._runtime(zone).netlink)
         for other in self.links:  # a bridge's ports stay behind, a port leaves its bridge
             if other.master_id == link.id:
                 other.master_id = None
         link.master_id = None
         self.links.place(link, zone, name)
-        if link.present:
-            found = await self._runtime(zone).netlink.get(name)
-            if found is not None:
-                self.refresh(link, found)
+        if arrived is not None:
+            self.refresh(link, arrived)
 
     async def reclaim_link(self, caller: Caller, p: ReclaimLinkParams) -> LinkReply:
         if p.zone is not None:
@@ -707,7 +711,7 @@ class Broker:
     async def start_zone(self, zone: ZoneRecord, handle: ZoneHandle | None, *,
                          attach: bool) -> None:
         """Open the zone's netlink socket, adopt its links, attach the socket, record it."""
-        netlink = ZoneNetlink.open(handle.netns_fd if handle else None)
+        netlink = await ZoneNetlink.opened(handle.netns_fd if handle else None)
         try:
             found = await netlink.dump()
         except BaseException:

@@ -13,13 +13,15 @@ anything; it must not keep references to thread-local namespace state.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TypeVar
 
-__all__ = ["CLONE_NEWNET", "run_in_netns", "setns"]
+__all__ = ["CLONE_NEWNET", "in_netns", "run_in_netns", "setns", "start_in_netns"]
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -32,30 +34,50 @@ def setns(fd: int, nstype: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
-def run_in_netns(netns_fd: int | None, fn: Callable[[], _T]) -> _T:
-    """Call `fn` on a fresh thread inside the network namespace `netns_fd` (None: our own)."""
+def start_in_netns(netns_fd: int | None, fn: Callable[[], _T]) -> Future[_T]:
+    """Start `fn` on a fresh thread inside the network namespace `netns_fd` (None: our own,
+    called right here); its result or exception arrives in the returned Future. The caller
+    never changes namespace, and an event loop can await the Future (asyncio.wrap_future)
+    instead of blocking on it."""
+    done: Future[_T] = Future()
     if netns_fd is None:
-        return fn()
-    result: list[_T] = []
-    error: list[BaseException] = []
+        try:
+            done.set_result(fn())
+        except BaseException as exc:
+            done.set_exception(exc)
+        return done
 
     def runner() -> None:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException as exc:
+            done.set_exception(exc)
+            return
         try:
             setns(netns_fd, CLONE_NEWNET)
             try:
-                result.append(fn())
+                result = fn()
             finally:
                 # A thread that cannot go home must not live on in the wrong namespace.
                 setns(home, CLONE_NEWNET)
         except BaseException as exc:
-            error.append(exc)
+            done.set_exception(exc)
+        else:
+            done.set_result(result)
         finally:
             os.close(home)
 
-    thread = threading.Thread(target=runner, name="linkbroker-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
+    threading.Thread(target=runner, name="linkbroker-netns", daemon=True).start()
+    return done
+
+
+def run_in_netns(netns_fd: int | None, fn: Callable[[], _T]) -> _T:
+    """Call `fn` on a fresh thread inside the network namespace `netns_fd` (None: our own)
+    and wait for it. Blocks the calling thread: from the event loop use `in_netns`."""
+    return start_in_netns(netns_fd, fn).result()
+
+
+async def in_netns(netns_fd: int | None, fn: Callable[[], _T]) -> _T:
+    """`run_in_netns` for a coroutine: the event loop awaits the opener thread, never joins
+    it."""
+    return await asyncio.wrap_future(start_in_netns(netns_fd, fn))
