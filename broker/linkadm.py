@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from broker import _exits
+from broker import _linkadm_topology as topology
 from broker._version import version
 from broker.client import (
     BrokerUnreachable,
@@ -61,6 +62,9 @@ examples:
   linkadm rename-link veth0 uplink0
   linkadm delete-link br0
   linkadm watch --json                      events for this zone as they happen
+  linkadm watch --table                     a live table of the links, redrawn per event
+  linkadm show-topology                     a tree of the zones and links this zone sees
+  linkadm show-topology -o net.png          a picture (Graphviz; svg and dot too)
 from the global zone only:
   linkadm boot-zone red --netns red         a /run/netns name (or --pid PID, --container ID)
   linkadm create-link vred0 --class veth --peer eth0 --peer-zone red
@@ -346,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("watch", cmd_watch, "print events about this zone's links as they happen")
     p.add_argument("-z", "--zone", help="only this zone (global zone only)")
+    topology.add_watch_table(p, cmd_watch)
+    topology.add_show_topology(sub)
 
     add("whoami", cmd_whoami, "show the zone, identity and authorizations the broker sees")
     return parser
@@ -361,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     except LinkbrokerError as exc:
         print(f"linkadm: {args.command}: {describe(exc)}", file=sys.stderr)
         return _exits.REFUSED
+    except topology.CommandFailed as exc:
+        print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except UsageError as exc:
         print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
         return _exits.USAGE

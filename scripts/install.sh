@@ -11,6 +11,8 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# Test mode: Graphviz's dot, which linkadm show-topology's svg/png output and its tests use.
+if [[ "${1:-}" == "test" ]]; then command -v dot >/dev/null 2>&1 || missing+=(graphviz); fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     say "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
