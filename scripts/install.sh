@@ -13,14 +13,38 @@ command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 # Test mode: Graphviz's dot, which linkadm show-topology's svg/png output and its tests use.
 if [[ "${1:-}" == "test" ]]; then command -v dot >/dev/null 2>&1 || missing+=(graphviz); fi
+# Test mode: systemd-analyze and systemd-socket-activate (systemd need not be PID 1), man and
+# groff to render the pages, curl to read the metrics socket.
+if [[ "${1:-}" == "test" ]]; then
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v man >/dev/null 2>&1 || missing+=(man-db)
+    command -v groff >/dev/null 2>&1 || command -v nroff >/dev/null 2>&1 || missing+=(groff-base)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     say "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-extras=""
-[[ "${1:-}" == "test" ]] && extras="[test,bench]"
+extras="[man]"
+[[ "${1:-}" == "test" ]] && extras="[test,bench,man]"
 say "pip install -e .${extras}"
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".${extras}"
-say "done: $(command -v linkbrokerd) $(command -v linkadm)"
+
+# Man pages (section 8) and bash/zsh completions, generated from the argparse parsers, where
+# man, bash-completion and zsh look for local additions.
+share=/usr/local/share
+say "man pages and completions under $share"
+python3 contrib/manpages.py "$share" >/dev/null
+command -v mandb >/dev/null 2>&1 && mandb -q "$share/man" 2>/dev/null || true
+# systemd units, with the real path of the programs; installed, not enabled:
+#   systemctl enable --now linkbroker.socket linkbroker.service
+bindir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+units=/usr/local/lib/systemd/system
+mkdir -p "$units"
+for unit in contrib/systemd/*; do
+    sed "s|@BINDIR@|$bindir|g" "$unit" > "$units/$(basename "$unit")"
+done
+[[ -d /run/systemd/system ]] && systemctl daemon-reload || true
+say "done: $(command -v linkbrokerd) $(command -v linkadm); units in $units"
