@@ -356,14 +356,14 @@ def test_visible_links_are_ordered_by_id_after_renames_and_moves() -> None:
 @given(st.permutations(list(range(1, 11))))
 def test_visible_links_sorted_whatever_the_insertion_order(order: list[int]) -> None:
     """Listings come in creation order (the ID's sequence), not in the order of the table."""
-    ids = LinkIds(secret=bytes(23), next_seq=1000, legacy_max=999)
-    links, zones = LinkTable(ids=ids), ZoneTable()
+    legacy = LinkIds(secret=bytes(23), next_seq=1000, legacy_max=999)
+    links, zones = LinkTable(ids=legacy), ZoneTable()
     for link_id in order:
         add(links, link_id, f"l{link_id}", "global" if link_id % 3 else "red", "global")
     for caller in ("global", "red"):
         ids = [x.id for x in visible_links(caller, None, None, links, zones)]
         assert ids == sorted(ids)
-    keyed = LinkTable(ids=LinkIds(secret=(0).to_bytes(23, "big")))
+    keyed = LinkTable(ids=LinkIds(secret=bytes(23)))
     made = [keyed.allocate_id() for _ in range(20)]
     for link_id in reversed(made):
         add(keyed, link_id, f"k{link_id}", "red", "red")
