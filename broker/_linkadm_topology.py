@@ -19,11 +19,12 @@ from typing import Any
 
 import msgspec
 
+from broker import _exits
 from broker._errors import error_from_wire
 from broker._topology import build
 from broker._topology_render import printable, render_dot, render_text
 from broker._wire import decode_reply, encode_call
-from broker.client import Client, Event, Link, ProtocolMismatch, Zone
+from broker.client import BrokerGone, Client, Event, Link, ProtocolMismatch, Zone
 
 __all__ = ["EXIT_NO_DOT", "FORMATS", "CommandFailed", "add_show_topology", "add_watch_table",
            "cmd_show_topology", "watch_table"]
@@ -197,12 +198,20 @@ def watch_table(c: Client, a: argparse.Namespace) -> None:
     """A table of the caller's links, read again from the broker whenever an event arrives
     (so it is never built from events alone), until Ctrl-C or the broker goes away."""
     from rich.console import Console
-    from rich.live import Live
 
     console = Console()
     if not console.is_terminal:  # no terminal to size the table to: do not cut names
         console.width = max(console.width, 160)
-    # The broker going away mid-watch is client.BrokerGone, which linkadm's main explains.
+    try:
+        _watch(c, a, console)
+    except BrokerGone:
+        raise CommandFailed("the broker closed the connection (it stopped or restarted); "
+                            "run watch again once it is back", _exits.GONE) from None
+
+
+def _watch(c: Client, a: argparse.Namespace, console: Any) -> None:
+    from rich.live import Live
+
     events = _events(c.conn.path, a.zone)
 
     def snapshot(last: str) -> Any:

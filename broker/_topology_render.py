@@ -15,7 +15,7 @@ __all__ = ["dot_string", "printable", "render_dot", "render_text", "viewer_title
 # Fill colours by class, for links that are up; down or absent links are grey.
 _FILL = {"phys": "#d6e4f5", "bridge": "#fbe7b5", "veth": "#d9f0d3", "macvlan": "#d4eeee",
          "macvtap": "#d4eeee", "vxlan": "#eadcf3", "tap": "#e8e8f8"}
-_SHAPE = {"phys": "box3d", "bridge": "box", "vxlan": "hexagon", "tap": "cds"}
+_SHAPE = {"phys": "box3d", "bridge": "box", "vxlan": "hexagon", "tap": "box"}
 _EDGE = {
     "veth": 'dir=none, penwidth=2, color="#2e7d32"',
     "port": 'arrowhead=odiamond, color="#9a6b00"',
@@ -126,7 +126,8 @@ def render_dot(topo: Topology) -> str:
         style = "rounded,filled" + (",dashed" if box.kind is None else "")
         out += [f"  subgraph {box.key} {{",
                 f"    label={dot_string(_zone_title(box))};",
-                f'    style="{style}"; fillcolor="#f7f7f7"; color="#757575";']
+                f'    style="{style}"; fillcolor="#f7f7f7"; color="#757575"; labelloc=t; '
+                'fontname="Helvetica-Bold";']
         members = topo.in_zone(box.name)
         out += [f"    {_node_dot(n)}" for n in members]
         if not members:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from broker import _exits
 from broker._linkadm_topology import EXIT_NO_DOT
 from broker.client import LinkSpec
 from tests.conftest import BrokerProcess, ZoneCaller
@@ -272,4 +273,37 @@ def test_watch_table_ends_cleanly_when_the_broker_goes(lab: Lab) -> None:
             proc.wait(5)
     assert proc.stderr is not None
     err = proc.stderr.read().decode()
-    assert code not in (0, 1, 130) and "Traceback" not in err and err.count("\n") == 1, err
+    assert code == _exits.GONE and "Traceback" not in err and err.count("\n") == 1, err
+    assert "the broker closed the connection" in err
+
+
+def test_watch_table_live_in_a_terminal(lab: Lab) -> None:
+    """On a terminal the table is redrawn in place (rich's Live), not appended."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker.linkadm", "--socket", lab.broker.socket, "watch",
+         "--table"], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "200", "LINES": "50"})
+    os.close(slave)
+    seen = bytearray()
+
+    def read_until(needle: bytes) -> None:
+        deadline = time.monotonic() + 20
+        while needle not in seen:
+            assert time.monotonic() < deadline, f"no {needle!r} in {bytes(seen)!r}"
+            if select.select([master], [], [], 0.5)[0]:
+                seen.extend(os.read(master, 65536))
+
+    try:
+        read_until(b"waiting for events")
+        lab.callers["blue"].call("CreateLink", link={"name": "late1", "class": "bridge"})
+        read_until(b"late1")
+        assert b"\x1b[" in seen  # cursor movement: redrawn in place
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
