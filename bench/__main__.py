@@ -7,6 +7,8 @@ Scenarios (each beside its baselines, in this run, reported as ratios):
   write  a veth across two zones, create + delete: linkbroker vs pyroute2 vs `ip`
   scale  up to 1,000 zones / 10,000 links (--quick: 100 / 1,000): BootZone, ListLinks of a
          10-link zone, RSS, start-up
+  mixed  a calm zone's ListLinks quiet and while 1 and 4 other zones churn veths; veth
+         creates/s from 1 and 4 zones at once, beside raw RTM_NEWLINK
 Writes bench/results/results.json, bench/results/*.png and bench/results/profiles.txt; prints
 progress on stderr and the table on stdout. Needs root (namespaces) and, for the C floor, gcc.
 Everything it makes is prefixed `lbb` + 4 hex digits and removed at the end, even on failure.
@@ -32,14 +34,15 @@ from bench import _profile
 from bench._breakdown import breakdown, format_breakdown
 from bench._common import BENCH_DIR, ROOT, Broker, Config, Lab, progress
 from bench._ident import run_ident
+from bench._mixed import mixed_goals, mixed_rows, run_mixed
 from bench._read import measure, run_read, setup
 from bench._report import goals, goals_text, markdown_table, plots, rows, text_table
 from bench._scale import run_scale
-from bench._write import run_write
+from bench._write import run_write, write_goals, write_rows
 from broker._wire import encode_call
 from broker.client import Client, LinkSpec
 
-SCENARIOS = ("read", "ident", "write", "scale")
+SCENARIOS = ("read", "ident", "write", "scale", "mixed")
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"bench: {'quick' if cfg.quick else 'full'} run, prefix {lab.prefix}, "
              f"scenarios {', '.join(s for s in SCENARIOS if s in only)}")
     try:
-        if only & {"read", "ident", "write"}:
+        if only & {"read", "ident", "write", "mixed"}:
             broker = Broker(lab, "main")
             broker.start()
             pool = None
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                     prof = _profile.record(lab, broker.pid, "write", writes, rate=1000)
                     if prof is not None:
                         profiles["write: veth create+delete"] = prof
+            if "mixed" in only:
+                results["mixed"] = run_mixed(lab, cfg, broker)
             broker.stop()
         if "scale" in only:
             results["scale"] = run_scale(lab, cfg, profile=args.profile)
@@ -208,8 +213,9 @@ def _nan(x: Any) -> Any:
 
 
 def _report(results: dict[str, Any], outdir: Path) -> int:
-    goal_list = goals(results)
-    table = rows(results, goal_list)
+    goal_list = goals(results) + write_goals(results) + mixed_goals(results)
+    table = (rows(results, goal_list) + write_rows(results, goal_list)
+             + mixed_rows(results, goal_list))
     results["goals"] = [vars(g) for g in goal_list]
     results["table"] = [vars(r) for r in table]
     profiles = results.get("profiles", {})

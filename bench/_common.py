@@ -308,12 +308,12 @@ def raw_call(path: str, request: bytes, timeout: float = 60, limit: int = 1 << 2
 class WorkerPool:
     """Worker processes (bench._worker) running inside one network namespace."""
 
-    def __init__(self, lab: Lab, netns: str, count: int) -> None:
+    def __init__(self, lab: Lab, netns: str, count: int, module: str = "bench._worker") -> None:
         self.lab = lab
         self.netns = netns
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.procs = [
-            lab.spawn(["ip", "netns", "exec", netns, sys.executable, "-m", "bench._worker"],
+            lab.spawn(["ip", "netns", "exec", netns, sys.executable, "-m", module],
                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                       env=env)
             for _ in range(count)

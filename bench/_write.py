@@ -5,6 +5,8 @@ Three ways of the same kernel work, interleaved iteration by iteration so drift 
   global zone through the typed client;
 - pyroute2 directly: one RTM_NEWLINK sent on a netlink socket inside A placing the peer into B
   with net_ns_fd, and one RTM_DELLINK by name (the kernel's floor for this work);
+- the same two messages built with struct (broker._rtnl) on a raw socket inside A: the floor
+  without pyroute2's own Python cost, which the issue-19 goals are judged against;
 - `ip -n A link add NAME type veth peer name PEER netns B` + `ip -n A link del NAME`.
 """
 
@@ -19,6 +21,8 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from bench._common import Broker, Config, Lab, progress, ratio, run, summarize
+from bench._report import Goal, Row
+from broker import _rtnl
 from broker.client import Client, LinkSpec
 from zones._ns import run_in_netns
 
@@ -32,6 +36,8 @@ def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
     sock = run_in_netns(fd_a, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
                                                     socket.NETLINK_ROUTE))
     ipr = IPRoute(fileno=sock.detach())
+    raw = run_in_netns(fd_a, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                                   socket.NETLINK_ROUTE))
     p = lab.prefix
     try:
         client.boot_zone(za, netns=za)
@@ -53,6 +59,19 @@ def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
             ipr.link("del", ifname=f"{p}P{i}")
             return t1 - t0, time.perf_counter() - t1
 
+        def raw_pair(i: int) -> tuple[float, float]:
+            attrs, _, _ = _rtnl.link_attrs({"ifname": f"{p}R{i}", "peer": {
+                "ifname": f"{p}S{i}", "net_ns_fd": fd_b}}, "veth")
+            name = _rtnl.link_attrs({"ifname": f"{p}R{i}"})[0]
+            t0 = time.perf_counter()
+            _rtnl.exchange(raw, _rtnl.link_message(
+                _rtnl.RTM_NEWLINK, 2 * i + 1, flags=_rtnl.NLM_F_CREATE | _rtnl.NLM_F_EXCL,
+                attrs=attrs), "create")
+            t1 = time.perf_counter()
+            _rtnl.exchange(raw, _rtnl.link_message(_rtnl.RTM_DELLINK, 2 * i + 2, attrs=name),
+                           "delete")
+            return t1 - t0, time.perf_counter() - t1
+
         def ip_pair(i: int) -> tuple[float, float]:
             t0 = time.perf_counter()
             run(["ip", "-n", za, "link", "add", f"{p}I{i}", "type", "veth", "peer", "name",
@@ -62,7 +81,7 @@ def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
             return t1 - t0, time.perf_counter() - t1
 
         ways: dict[str, Callable[[int], tuple[float, float]]] = {
-            "broker": broker_pair, "pyroute2": pyroute2_pair, "ip": ip_pair}
+            "broker": broker_pair, "pyroute2": pyroute2_pair, "raw": raw_pair, "ip": ip_pair}
         for fn in ways.values():  # warm-up: one of each, not counted
             fn(9999)
         times: dict[str, dict[str, list[float]]] = {
@@ -82,6 +101,7 @@ def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
                 progress(f"write: {done}/{cfg.write_n} iterations")
     finally:
         ipr.close()
+        raw.close()
         client.close()
         os.close(fd_a)
         os.close(fd_b)
@@ -97,7 +117,44 @@ def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
                                              res["ms"]["pyroute2"]["create"]["median"]),
         "delete_broker_over_pyroute2": ratio(res["ms"]["broker"]["delete"]["median"],
                                              res["ms"]["pyroute2"]["delete"]["median"]),
+        "broker_over_raw": ratio(med["broker"], med["raw"]),
+        "create_broker_over_raw": ratio(res["ms"]["broker"]["create"]["median"],
+                                        res["ms"]["raw"]["create"]["median"]),
     }
     progress(f"write: create+delete median broker {med['broker']:.1f} ms, pyroute2 "
-             f"{med['pyroute2']:.1f} ms, ip {med['ip']:.1f} ms")
+             f"{med['pyroute2']:.1f} ms, raw {med['raw']:.1f} ms, ip {med['ip']:.1f} ms")
     return res
+
+
+def write_goals(results: dict[str, Any]) -> list[Goal]:
+    """Issue 19's write goals, against the raw two-message sequence measured interleaved."""
+    write = results.get("write")
+    if not write or "broker_over_raw" not in write["ratios"]:
+        return []
+    r = write["ratios"]
+    return [
+        Goal("write_raw", "veth across two zones, create+delete, within 1.2x of RTM_NEWLINK + "
+             "RTM_DELLINK (raw socket, interleaved)", r["broker_over_raw"], 1.2, "<=", "x",
+             r["broker_over_raw"] <= 1.2),
+        Goal("write_create_raw", "veth across two zones, create alone within 1.5x of one "
+             "RTM_NEWLINK (raw socket, interleaved)", r["create_broker_over_raw"], 1.5, "<=",
+             "x", r["create_broker_over_raw"] <= 1.5),
+    ]
+
+
+def write_rows(results: dict[str, Any], goal_list: list[Goal]) -> list[Row]:
+    write = results.get("write")
+    if not write or "raw" not in write["ms"]:
+        return []
+    g = {x.key: x for x in goal_list}
+    ms, r = write["ms"], write["ratios"]
+    return [
+        Row("2 write", "veth across 2 zones: create+delete vs raw netlink",
+            f"{ms['broker']['total']['median']:.2f} ms",
+            f"raw {ms['raw']['total']['median']:.2f} ms", f"{r['broker_over_raw']:.2f}x",
+            "<= 1.2x", g["write_raw"].shown()),
+        Row("2 write", "  create only vs one raw RTM_NEWLINK",
+            f"{ms['broker']['create']['median']:.2f} ms",
+            f"raw {ms['raw']['create']['median']:.2f} ms",
+            f"{r['create_broker_over_raw']:.2f}x", "<= 1.5x", g["write_create_raw"].shown()),
+    ]
