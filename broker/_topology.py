@@ -22,8 +22,8 @@ a counter (`n1`, `x1`, `cluster_1`): names only ever appear in labels, escaped b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from broker._types import Link, Zone
@@ -77,15 +77,24 @@ class Topology:
     zones: tuple[ZoneBox, ...]
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+    # Indexes, so renderers stay linear in the number of links.
+    by_key: Mapping[str, Node] = field(default_factory=dict, compare=False, repr=False)
+    by_zone: Mapping[str | None, tuple[Node, ...]] = field(default_factory=dict, compare=False,
+                                                           repr=False)
+
+    def __post_init__(self) -> None:
+        grouped: dict[str | None, list[Node]] = {}
+        for node in self.nodes:
+            grouped.setdefault(node.zone, []).append(node)
+        object.__setattr__(self, "by_key", {n.key: n for n in self.nodes})
+        object.__setattr__(self, "by_zone", {z: tuple(ns) for z, ns in grouped.items()})
 
     def node(self, key: str) -> Node:
-        for node in self.nodes:
-            if node.key == key:
-                return node
-        raise KeyError(key)
+        return self.by_key[key]
 
-    def in_zone(self, zone: str) -> list[Node]:
-        return [n for n in self.nodes if n.zone == zone]
+    def in_zone(self, zone: str | None) -> tuple[Node, ...]:
+        """The nodes drawn in `zone`'s box, by name (None: ends elsewhere, outside boxes)."""
+        return self.by_zone.get(zone, ())
 
 
 def home_zone(viewer: str) -> str:

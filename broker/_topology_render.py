@@ -134,8 +134,8 @@ def render_dot(topo: Topology) -> str:
             out.append(f'    {box.key}_empty [label="no links", shape=plaintext, '
                        'fontcolor="#757575"];')
         out.append("  }")
-    far = {n.key for n in topo.nodes if n.link is None}
-    out += [f"  {_node_dot(n)}" for n in topo.nodes if n.link is None]
+    far = {n.key for n in topo.in_zone(None)}
+    out += [f"  {_node_dot(n)}" for n in topo.in_zone(None)]
     out += [f"  {_edge_dot(e, far)}" for e in topo.edges]
     out.append("}")
     return "\n".join(out) + "\n"
@@ -148,12 +148,12 @@ def _describe(topo: Topology, node: Node, other: Node) -> str:
     return name if other.zone == node.zone else f"{printable(other.link.zone)}/{name}"
 
 
-def _line(topo: Topology, node: Node) -> str:
+def _line(topo: Topology, node: Node, touching: list[Edge]) -> str:
     assert node.link is not None
     link = node.link
     text = f"{printable(link.name)} ({', '.join([link.class_, *_flags(link)])})"
-    for e in topo.edges:
-        if e.kind == "veth" and node.key in (e.tail, e.head):
+    for e in touching:
+        if e.kind == "veth":
             other = topo.node(e.head if e.tail == node.key else e.tail)
             text += f"  -- {_describe(topo, node, other)}"
         elif e.kind == "lower" and e.tail == node.key:
@@ -167,7 +167,11 @@ def render_text(topo: Topology) -> str:
     """A tree per zone, bridges with their ports below them, for a quick look in a terminal."""
     ports: dict[str, list[Node]] = {}
     nested: set[str] = set()
+    touching: dict[str, list[Edge]] = {}
     for e in topo.edges:
+        touching.setdefault(e.tail, []).append(e)
+        if e.head != e.tail:
+            touching.setdefault(e.head, []).append(e)
         head = topo.node(e.head)
         if e.kind == "port" and head.link is not None:
             ports.setdefault(e.head, []).append(topo.node(e.tail))
@@ -177,7 +181,8 @@ def render_text(topo: Topology) -> str:
     def walk(nodes: list[Node], indent: str) -> None:
         for i, node in enumerate(nodes):
             last = i == len(nodes) - 1
-            out.append(f"{indent}{'└── ' if last else '├── '}{_line(topo, node)}")
+            line = _line(topo, node, touching.get(node.key, []))
+            out.append(f"{indent}{'└── ' if last else '├── '}{line}")
             walk(ports.get(node.key, []), indent + ("    " if last else "│   "))
 
     for box in topo.zones:
