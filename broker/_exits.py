@@ -60,8 +60,8 @@ _BY_CLASS: tuple[tuple[type[BrokerUnreachable], int, str], ...] = (
      "not allowed to open {path} ({why}): check the socket's and its directories' modes, "
      "or run as a user who may"),
     (BrokerGone, GONE,
-     "the broker closed the connection before replying (it stopped or restarted): check "
-     "with 'linkadm show-link' whether the change happened, then run the command again"),
+     "the broker closed the connection before replying (it stopped or restarted): run "
+     "the command again (after a change, first check with show-link whether it happened)"),
     (BrokerTimeout, TIMEOUT,
      "the broker at {path} did not reply in time ({why}): it may be overloaded or stuck; "
      "see its log (journalctl -u linkbroker)"),

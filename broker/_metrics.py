@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -88,17 +88,25 @@ class Metrics:
         self.netlink_errors = Counter("linkbroker_netlink_errors", "Calls the kernel refused "
                                       "(KernelError replies)", registry=self.registry)
         self.registry.register(_Tables(broker, connections))
+        ProcessCollector(registry=self.registry)  # process_open_fds, memory, CPU
         self._wrap_reconcile(broker)
 
     def _wrap_reconcile(self, broker: Broker) -> None:
-        """Count the events every reconciliation publishes: each is drift between the table
-        and the kernel (a link added, removed, renamed or changed outside the broker)."""
+        """Count the events reconciliation publishes: each is drift between the table and the
+        kernel (a link added, removed, renamed or changed outside the broker). Not a zone's
+        first reconciliation after BootZone, which only learns what the zone came with;
+        the first one after a broker restart counts, since the table was there to differ."""
         inner = broker.reconcile_zone
+        known: set[tuple[str, int]] = set()  # (zone, netns inode) reconciled before
 
         def reconcile_zone(zone: str, found: list[KernelLink]) -> None:
+            record = broker.zones.get(zone)
+            key = (zone, record.netns_inode if record is not None else 0)
+            drift = key in known or bool(broker.links.in_zone(zone))
             before = broker.events.seq
             inner(zone, found)
-            if broker.events.seq > before:
+            known.add(key)
+            if drift and broker.events.seq > before:
                 self.drift.inc(broker.events.seq - before)
 
         broker.reconcile_zone = reconcile_zone  # type: ignore[method-assign]

@@ -324,6 +324,9 @@ class Server:
             log.exception("internal error on a call from pid %d; closing its connection",
                           conn.peer.pid)
             conn.closed = True
+            if self.observer is not None:
+                self.observer.call_done(call.method if call else "", "InternalError",
+                                        time.perf_counter() - started)
             return
         if self.observer is not None:
             self.observer.call_done(call.method, "ok", time.perf_counter() - started)
