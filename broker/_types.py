@@ -13,6 +13,12 @@ import msgspec
 
 __all__ = [
     "LINK_CLASSES",
+    "AddAddressParams",
+    "AddRouteParams",
+    "Address",
+    "AddressFamily",
+    "AddressReply",
+    "AddressesReply",
     "AssignLinkParams",
     "BootZoneParams",
     "CreateLinkParams",
@@ -30,9 +36,16 @@ __all__ = [
     "LinkSpec",
     "LinkState",
     "LinksReply",
+    "ListAddressesParams",
     "ListLinksParams",
+    "ListRoutesParams",
     "ReclaimLinkParams",
+    "RemoveAddressParams",
+    "RemoveRouteParams",
     "RenameLinkParams",
+    "Route",
+    "RouteReply",
+    "RoutesReply",
     "SetLinkPropertiesParams",
     "SubscribeParams",
     "WhoAmIReply",
@@ -49,23 +62,32 @@ ZoneKind = Literal["global", "netns", "process", "container"]
 EventKind = Literal[
     "link_added", "link_removed", "link_changed", "link_renamed", "link_assigned",
     "link_reclaimed", "zone_booted", "zone_halted",
+    # Added: only to subscribers that ask for them (Subscribe(addresses: true)).
+    "address_added", "address_removed", "route_added", "route_removed",
 ]
+AddressFamily = Literal["inet", "inet6"]
 LINK_CLASSES: tuple[str, ...] = ("phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap")
 
 
 class _Wire(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, kw_only=True):
-    """Base of every wire struct: absent optionals are omitted, unknown fields refused."""
+    """Base of every request struct: absent optionals are omitted, unknown fields refused."""
 
 
-class Link(_Wire):
+class _Reply(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Base of every struct the broker only sends. A client decoding one ignores fields it
+    does not know, and its enum-like fields are plain strings, so a newer broker's additions
+    (fields, classes, zone and event kinds) never break an older client."""
+
+
+class Link(_Reply):
     id: int
     name: str
-    class_: LinkClass = msgspec.field(name="class")
+    class_: str = msgspec.field(name="class")  # a LinkClass; more may come
     zone: str
     owner: str
     onloan: bool
     persistent: bool
-    state: LinkState
+    state: str  # a LinkState; more may come
     ifindex: int | None = None
     mac: str | None = None
     mtu: int | None = None
@@ -99,9 +121,9 @@ class LinkSpec(_Wire):
     uplink: str | None = None
 
 
-class Zone(_Wire):
+class Zone(_Reply):
     name: str
-    kind: ZoneKind
+    kind: str  # a ZoneKind; more may come
     netns_inode: int
     attached: bool
     links: list[str]
@@ -111,12 +133,39 @@ class Zone(_Wire):
     root: str | None = None
 
 
-class Event(_Wire):
-    kind: EventKind
+class Address(_Reply):
+    """An IP address on a link, as ipadm shows it (added)."""
+
+    link: str
+    link_id: int
+    zone: str
+    address: str
+    family: AddressFamily
+    persistent: bool
+
+
+class Route(_Reply):
+    """A route of a zone's main table (added). `link` is absent when the route's outgoing
+    link is none the caller can name."""
+
+    destination: str
+    family: AddressFamily
+    zone: str
+    persistent: bool
+    protocol: str
+    gateway: str | None = None
+    link: str | None = None
+    metric: int | None = None
+
+
+class Event(_Reply):
+    kind: str  # an EventKind; more may come
     zone: str
     seq: int
     link: Link | None = None
     old_name: str | None = None
+    address: Address | None = None
+    route: Route | None = None
 
 
 # Parameters, one struct per method.
@@ -188,10 +237,51 @@ class ReclaimLinkParams(_Wire):
 
 class SubscribeParams(_Wire):
     zone: str | None = None
+    # Added: also address_* and route_* events (old subscribers never get these kinds).
+    addresses: bool | None = None
+
+
+class ListAddressesParams(_Wire):
+    link: str | None = None
+    zone: str | None = None
+
+
+class AddAddressParams(_Wire):
+    link: str
+    address: str
+    zone: str | None = None
+    persistent: bool | None = None
+
+
+class RemoveAddressParams(_Wire):
+    link: str
+    address: str
+    zone: str | None = None
+
+
+class ListRoutesParams(_Wire):
+    zone: str | None = None
+
+
+class AddRouteParams(_Wire):
+    destination: str
+    gateway: str | None = None
+    link: str | None = None
+    metric: int | None = None
+    zone: str | None = None
+    persistent: bool | None = None
+
+
+class RemoveRouteParams(_Wire):
+    destination: str
+    gateway: str | None = None
+    link: str | None = None
+    metric: int | None = None
+    zone: str | None = None
 
 
 # Replies.
-class WhoAmIReply(_Wire):
+class WhoAmIReply(_Reply):
     zone: str
     uid: int
     gid: int
@@ -199,21 +289,37 @@ class WhoAmIReply(_Wire):
     authorizations: list[str]
 
 
-class ZonesReply(_Wire):
+class ZonesReply(_Reply):
     zones: list[Zone]
 
 
-class ZoneReply(_Wire):
+class ZoneReply(_Reply):
     zone: Zone
 
 
-class LinksReply(_Wire):
+class LinksReply(_Reply):
     links: list[Link]
 
 
-class LinkReply(_Wire):
+class LinkReply(_Reply):
     link: Link
 
 
-class EventReply(_Wire):
+class EventReply(_Reply):
     event: Event
+
+
+class AddressesReply(_Reply):
+    addresses: list[Address]
+
+
+class AddressReply(_Reply):
+    address: Address
+
+
+class RoutesReply(_Reply):
+    routes: list[Route]
+
+
+class RouteReply(_Reply):
+    route: Route
