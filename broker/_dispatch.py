@@ -14,8 +14,11 @@ from typing import Any
 
 import msgspec
 
+from broker import _addresses as addresses
 from broker._service import Broker, Caller
 from broker._types import (
+    AddAddressParams,
+    AddRouteParams,
     AssignLinkParams,
     BootZoneParams,
     CreateLinkParams,
@@ -24,8 +27,12 @@ from broker._types import (
     GetLinkParams,
     GetZoneParams,
     HaltZoneParams,
+    ListAddressesParams,
     ListLinksParams,
+    ListRoutesParams,
     ReclaimLinkParams,
+    RemoveAddressParams,
+    RemoveRouteParams,
     RenameLinkParams,
     SetLinkPropertiesParams,
     SubscribeParams,
@@ -78,4 +85,11 @@ METHODS: dict[str, Method] = {
     "HaltZone":          Method(HaltZoneParams,          "zone.admin", Broker.halt_zone,
                                 global_only=True),
     "Subscribe":         Method(SubscribeParams,         "event.read", None),
+    # Added: addresses and routes (broker._addresses); reads dump the zone's kernel.
+    "ListAddresses":     Method(ListAddressesParams,     "link.read",  addresses.list_addresses),
+    "AddAddress":        Method(AddAddressParams,        "addr.write", addresses.add_address),
+    "RemoveAddress":     Method(RemoveAddressParams,     "addr.write", addresses.remove_address),
+    "ListRoutes":        Method(ListRoutesParams,        "link.read",  addresses.list_routes),
+    "AddRoute":          Method(AddRouteParams,          "addr.write", addresses.add_route),
+    "RemoveRoute":       Method(RemoveRouteParams,       "addr.write", addresses.remove_route),
 }

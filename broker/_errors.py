@@ -11,7 +11,9 @@
         ├── LinkNotFound, LinkExists, ZoneNotFound, ZoneExists, ZoneNotRegistered
         ├── InvalidName, PermissionDenied, NotOwner, Unsupported
         ├── KernelError, LimitExceeded
-        └── HaltIncomplete           (added: best-effort teardown reports every failure)
+        ├── HaltIncomplete           (added: best-effort teardown reports every failure)
+        └── InvalidAddress, AddressExists, AddressNotFound, RouteExists, RouteNotFound
+                                     (added with the address and route methods)
 
 The broker raises these; the server turns them into error replies with `to_wire`; the client
 turns error replies back into the same classes with `from_wire`. Shells (netlink, SQLite,
@@ -24,10 +26,13 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, ClassVar
 
 __all__ = [
+    "AddressExists",
+    "AddressNotFound",
     "ContractError",
     "ExpectedMore",
     "HaltIncomplete",
     "InterfaceNotFound",
+    "InvalidAddress",
     "InvalidName",
     "InvalidParameter",
     "KernelError",
@@ -40,6 +45,8 @@ __all__ = [
     "NotOwner",
     "PermissionDenied",
     "RemoteError",
+    "RouteExists",
+    "RouteNotFound",
     "Unsupported",
     "VarlinkError",
     "ZoneExists",
@@ -169,6 +176,35 @@ class HaltIncomplete(ContractError):
 
 
 @dataclass(eq=True)
+class InvalidAddress(ContractError):
+    """An address, prefix or gateway that is not usable: `parameter` names the field."""
+
+    parameter: str
+    address: str
+    reason: str
+
+
+@dataclass(eq=True)
+class AddressExists(ContractError):
+    address: str
+
+
+@dataclass(eq=True)
+class AddressNotFound(ContractError):
+    address: str
+
+
+@dataclass(eq=True)
+class RouteExists(ContractError):
+    destination: str
+
+
+@dataclass(eq=True)
+class RouteNotFound(ContractError):
+    destination: str
+
+
+@dataclass(eq=True)
 class RemoteError(LinkbrokerError):
     """An error reply the client does not know: kept whole rather than guessed at."""
 
@@ -185,7 +221,8 @@ _BY_WIRE_NAME: dict[str, type[LinkbrokerError]] = {
         InterfaceNotFound, MethodNotFound, MethodNotImplemented, InvalidParameter,
         ExpectedMore, LinkNotFound, LinkExists, ZoneNotFound, ZoneExists, ZoneNotRegistered,
         InvalidName, PermissionDenied, NotOwner, Unsupported, KernelError, LimitExceeded,
-        HaltIncomplete,
+        HaltIncomplete, InvalidAddress, AddressExists, AddressNotFound, RouteExists,
+        RouteNotFound,
     )
 }
 

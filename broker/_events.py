@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker._names import GLOBAL_ZONE, home_zone
-from broker._types import Event, EventKind, Link
+from broker._types import Address, Event, EventKind, Link, Route
 
 __all__ = ["EventBus", "Subscription"]
 
@@ -28,6 +28,8 @@ class Subscription:
     limit: int
     queue: asyncio.Queue[Event | None] = field(init=False)
     overflowed: bool = False
+    # Address and route events go only to subscribers that asked (Subscribe(addresses)).
+    addresses: bool = False
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.limit)
@@ -47,8 +49,9 @@ class EventBus:
         self._zone_seq: dict[str, int] = {}
         self._subs: set[Subscription] = set()
 
-    def subscribe(self, caller: str, zone: str | None) -> Subscription:
-        sub = Subscription(caller, zone, self.queue_limit)
+    def subscribe(self, caller: str, zone: str | None, *, addresses: bool = False
+                  ) -> Subscription:
+        sub = Subscription(caller, zone, self.queue_limit, addresses=addresses)
         self._subs.add(sub)
         return sub
 
@@ -66,15 +69,19 @@ class EventBus:
         zone: str,
         render: LinkRenderer | None = None,
         old_name: str | None = None,
+        *,
+        address: Address | None = None,
+        route: Route | None = None,
     ) -> None:
         self.seq += 1
         zone_seq = self._zone_seq[zone] = self._zone_seq.get(zone, 0) + 1
         for sub in list(self._subs):
-            if not sub.wants(zone):
+            if not sub.wants(zone) or ((address or route) and not sub.addresses):
                 continue
             link = render(sub.caller) if render is not None else None
             seq = self.seq if sub.caller == GLOBAL_ZONE else zone_seq
-            event = Event(kind=kind, zone=zone, seq=seq, link=link, old_name=old_name)
+            event = Event(kind=kind, zone=zone, seq=seq, link=link, old_name=old_name,
+                          address=address, route=route)
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -6,7 +6,8 @@ The rules of this module, in the order they are applied:
    root of its zone. Nothing else about it counts.
 2. Defaults (the contract): an administrator of the host (a caller in the global zone holding
    CAP_NET_ADMIN in the initial user namespace, whatever its uid) holds every authorization;
-   root of another zone holds `link.read`, `link.write` and `event.read`; anyone else holds
+   root of another zone holds `link.read`, `link.write`, `addr.write` and `event.read`;
+   anyone else holds
    `link.read` and `event.read`. uid 0 alone administers nothing on the host: a root process
    stripped of its capabilities, or a `--network host` container without CAP_NET_ADMIN, is
    an ordinary reader.
@@ -53,14 +54,15 @@ __all__ = [
 ]
 
 AUTHORIZATIONS = ("link.read", "link.write", "link.assign", "zone.admin", "event.read",
-                  "zone.read")
+                  "zone.read", "addr.write")
 DEFAULT_POLICY_PATH = "/etc/linkbroker/policy.toml"
 ANY_ZONE = "*"
 """Spelling of "any zone" in the policy file, where the format allows it."""
 
 _MAX_ID = 0xFFFF_FFFE  # uid_t/gid_t; (uid_t)-1 means "no id" to the kernel, so it is no uid
 _ALL = frozenset(AUTHORIZATIONS)
-_ZONE_ROOT = frozenset({"link.read", "link.write", "event.read"})
+# addr.write (addresses and routes) is granted by default wherever link.write is.
+_ZONE_ROOT = frozenset({"link.read", "link.write", "addr.write", "event.read"})
 _ANYONE = frozenset({"link.read", "event.read"})
 
 

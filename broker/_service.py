@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from broker import _addresses as addresses
 from broker._errors import (
     HaltIncomplete,
     InvalidName,
@@ -466,7 +467,7 @@ class Broker:
                 errors.append(f"link {link.name}: {exc}")
                 for rec in saved:
                     self.links.add(rec)
-        return errors
+        return errors + await addresses.restore_configs(self, zone)
 
     async def relend(self, zone: str) -> list[str]:
         """Lend again the global zone's links persistently assigned to `zone`."""
@@ -482,7 +483,7 @@ class Broker:
                     await self._lend(link, zone)
                 except (LinkbrokerError, OSError) as exc:
                     errors.append(f"link {link.name}: {exc}")
-        return errors
+        return errors + await addresses.restore_configs(self, zone)
 
     def _host_fd(self) -> int:
         handle = self._runtime(GLOBAL_ZONE).handle
@@ -524,6 +525,7 @@ class Broker:
         for rec in gone:
             self.links.remove(rec.id)
         self.store.delete_links(rec.id for rec in gone)
+        addresses.forget_links(self, [rec.id for rec in gone])
         for rec in gone:
             self._publish("link_removed", rec)
 
@@ -934,7 +936,7 @@ class Broker:
 
     def subscribe(self, caller: Caller, p: SubscribeParams) -> Subscription:
         zone = None if p.zone is None else target_zone(caller.zone, p.zone, self.zones)
-        return self.events.subscribe(caller.zone, zone)
+        return self.events.subscribe(caller.zone, zone, addresses=bool(p.addresses))
 
     # ---- shutdown --------------------------------------------------------------------------
 

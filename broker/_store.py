@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS zones (name TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS links (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS intents (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+-- Persistent addresses and routes (broker._addresses): re-applied when their link is back
+-- in `zone`; routes with no link_id when the zone boots.
+CREATE TABLE IF NOT EXISTS addr_configs (link_id INTEGER NOT NULL, zone TEXT NOT NULL,
+    address TEXT NOT NULL, PRIMARY KEY (link_id, address));
+CREATE TABLE IF NOT EXISTS route_configs (zone TEXT NOT NULL, key TEXT NOT NULL,
+    link_id INTEGER, body BLOB NOT NULL, PRIMARY KEY (zone, key));
 """
 
 
@@ -161,3 +167,44 @@ class Store:
     def delete_intent(self, intent_id: int) -> None:
         with self.transaction():
             self._db.execute("DELETE FROM intents WHERE id=?", (intent_id,))
+
+    # ---- persistent addresses and routes (broker._addresses) -------------------------------
+
+    def put_addr_config(self, link_id: int, zone: str, address: str) -> None:
+        with self.transaction():
+            self._db.execute("INSERT OR REPLACE INTO addr_configs(link_id, zone, address) "
+                             "VALUES(?, ?, ?)", (link_id, zone, address))
+
+    def delete_addr_config(self, link_id: int, address: str) -> bool:
+        with self.transaction():
+            cur = self._db.execute("DELETE FROM addr_configs WHERE link_id=? AND address=?",
+                                   (link_id, address))
+        return cur.rowcount > 0
+
+    def addr_configs(self) -> list[tuple[int, str, str]]:
+        """(link_id, zone, address) of every persistent address."""
+        return list(self._db.execute("SELECT link_id, zone, address FROM addr_configs "
+                                     "ORDER BY rowid"))
+
+    def put_route_config(self, zone: str, key: str, link_id: int | None, body: bytes) -> None:
+        with self.transaction():
+            self._db.execute("INSERT OR REPLACE INTO route_configs(zone, key, link_id, body) "
+                             "VALUES(?, ?, ?, ?)", (zone, key, link_id, body))
+
+    def delete_route_config(self, zone: str, key: str) -> bool:
+        with self.transaction():
+            cur = self._db.execute("DELETE FROM route_configs WHERE zone=? AND key=?",
+                                   (zone, key))
+        return cur.rowcount > 0
+
+    def route_configs(self) -> list[tuple[str, str, int | None, bytes]]:
+        """(zone, key, link_id, body) of every persistent route."""
+        return list(self._db.execute("SELECT zone, key, link_id, body FROM route_configs "
+                                     "ORDER BY rowid"))
+
+    def delete_link_configs(self, ids: Iterable[int]) -> None:
+        """A link that is gone takes its persistent addresses and routes with it."""
+        rows = [(i,) for i in ids]
+        with self.transaction():
+            self._db.executemany("DELETE FROM addr_configs WHERE link_id=?", rows)
+            self._db.executemany("DELETE FROM route_configs WHERE link_id=?", rows)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from broker import _exits
+from broker import _linkadm_addr as addr
 from broker import _linkadm_topology as topology
 from broker._version import version
 from broker.client import (
@@ -221,6 +222,8 @@ def cmd_watch(c: Client, a: argparse.Namespace) -> None:
 
 def describe(err: LinkbrokerError) -> str:
     """One line naming what was wrong, in the user's terms."""
+    if (line := addr.describe(err)) is not None:
+        return line
     match err:
         case LinkNotFound(name=n):
             return f"link {n!r} not found"
@@ -352,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-z", "--zone", help="only this zone (global zone only)")
     topology.add_watch_table(p, cmd_watch)
     topology.add_show_topology(sub)
+    addr.add_verbs(add)
 
     add("whoami", cmd_whoami, "show the zone, identity and authorizations the broker sees")
     return parser

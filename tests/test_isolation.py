@@ -70,9 +70,9 @@ LINK_CLASSES = ("phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap")
 LINK_FIELDS = frozenset({"id", "name", "class", "zone", "owner", "onloan", "persistent",
                          "state", "ifindex", "mac", "mtu", "peer"})
 DEFAULT_MTU = 1500
-ALL_AUTHORIZATIONS = ["event.read", "link.assign", "link.read", "link.write", "zone.admin",
-                      "zone.read"]
-ZONE_AUTHORIZATIONS = ["event.read", "link.read", "link.write"]
+ALL_AUTHORIZATIONS = ["addr.write", "event.read", "link.assign", "link.read", "link.write",
+                      "zone.admin", "zone.read"]
+ZONE_AUTHORIZATIONS = ["addr.write", "event.read", "link.read", "link.write"]
 IFNAMSIZ = 16
 
 # Link names are drawn as short tokens (readable in a failing sequence, whatever the run's

@@ -22,7 +22,7 @@ from broker._policy import (
 
 ALL = frozenset(AUTHORIZATIONS)
 READ = frozenset({"link.read", "event.read"})
-ZROOT = frozenset({"link.read", "link.write", "event.read"})
+ZROOT = frozenset({"link.read", "link.write", "addr.write", "event.read"})
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "policy.example.toml"
 
 
@@ -120,12 +120,13 @@ revoke = ["link.read"]
         # rules 2 and 3: order
         (who("red", 1000), frozenset({"link.read"})),
         (who("red", 101000), READ),
-        (who("red", 0, root=True), frozenset({"link.read"})),  # 2 and 5
+        # 2 and 5 (addr.write is its own authorization: revoking link.write keeps it)
+        (who("red", 0, root=True), frozenset({"link.read", "addr.write"})),
         # rule 4: root matcher
         (who("blue", 1000), frozenset()),
-        (who("blue", 0, root=True), frozenset({"link.read", "event.read"})),  # 5 only
+        (who("blue", 0, root=True), READ | {"addr.write"}),  # 5 only
         # rules 5 and 6
-        (who("green", 0, root=True), READ),
+        (who("green", 0, root=True), READ | {"addr.write"}),
         (who("global", 0, root=True, admin=True), ALL),
         (who("global", 0, root=True), READ | {"link.write"}),  # no capability: no defaults
         # rule 7: revoke then grant within one rule, any zone

@@ -21,10 +21,13 @@ from hypothesis import strategies as st
 
 from broker import _errors
 from broker._errors import (
+    AddressExists,
+    AddressNotFound,
     ContractError,
     ExpectedMore,
     HaltIncomplete,
     InterfaceNotFound,
+    InvalidAddress,
     InvalidName,
     InvalidParameter,
     KernelError,
@@ -37,6 +40,8 @@ from broker._errors import (
     NotOwner,
     PermissionDenied,
     RemoteError,
+    RouteExists,
+    RouteNotFound,
     Unsupported,
     VarlinkError,
     ZoneExists,
@@ -391,6 +396,11 @@ EVERY_ERROR: list[LinkbrokerError] = [
     LimitExceeded("event queue", 1024),
     HaltIncomplete("red", ["detach: EBUSY", "delete v0: ENODEV"]),
     HaltIncomplete("red", []),
+    InvalidAddress("address", "198.51.100.1/33", "prefix too long"),
+    AddressExists("198.51.100.1/24"),
+    AddressNotFound("2001:db8::1/64"),
+    RouteExists("0.0.0.0/0"),
+    RouteNotFound("203.0.113.0/24"),
     LinkNotFound("ünï\u0000côdé"),  # any string survives, NUL included (JSON escapes it)
 ]
 

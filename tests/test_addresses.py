@@ -1,0 +1,192 @@
+"""Addresses and routes through the broker, against a real broker and real namespaces.
+
+The point of issue 13: a zone with no capability at all (the lab's containers) configures its
+own IP stack with linkadm through the socket, and reaches its peer; it learns nothing about
+other zones' links doing so; persistent addresses and routes come back with their link.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from broker._errors import AddressExists, InvalidAddress, LinkNotFound, RouteNotFound
+from broker.client import LinkSpec
+from tests.conftest import BrokerProcess, ZoneCaller, run
+
+# The capability-less prefix: bounding and inheritable sets empty, so the exec'd linkadm
+# (uid 0, a root-owned file) holds no capability at all.
+NO_CAPS = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
+
+
+def in_zone(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("ip", "netns", "exec", ns, *NO_CAPS, *cmd, check=check)
+
+
+def linkadm(ns: str, broker: BrokerProcess, *args: str,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    return in_zone(ns, sys.executable, "-m", "broker.linkadm", "--socket", broker.socket,
+                   *args, check=check)
+
+
+# One ICMP echo over a ping socket (no CAP_NET_RAW needed): prints "reply", "timeout" or
+# "error ERRNO" (no route: ENETUNREACH, 101).
+_PING = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+s.settimeout(float(sys.argv[2]))
+try:
+    s.sendto(b"\\x08\\x00\\x00\\x00\\x00\\x00\\x00\\x01linkbroker", (sys.argv[1], 0))
+    data, _ = s.recvfrom(2048)
+    print("reply" if data[0] == 0 else "other")
+except TimeoutError:
+    print("timeout")
+except OSError as exc:
+    print(f"error {exc.errno}")
+"""
+
+
+def ping(ns: str, address: str, timeout: float = 5.0) -> str:
+    return in_zone(ns, sys.executable, "-c", _PING, address, str(timeout)).stdout.strip()
+
+
+def kernel_addrs(ns: str, dev: str) -> set[str]:
+    out = json.loads(run("ip", "-n", ns, "-j", "addr", "show", "dev", dev).stdout)
+    return {f"{a['local']}/{a['prefixlen']}" for d in out for a in d["addr_info"]
+            if a["family"] == "inet" or not a["local"].startswith("fe80")}
+
+
+def kernel_routes(ns: str) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = json.loads(run("ip", "-n", ns, "-j", "route").stdout)
+    return routes
+
+
+@pytest.fixture
+def pair(broker: BrokerProcess, netns: Any, zone_caller: Any, names: Any
+         ) -> Iterator[dict[str, Any]]:
+    """Zones red and blue joined by a veth the global zone made (each end lent to its zone),
+    and a caller inside each zone."""
+    red, blue = netns("red"), netns("blue")
+    r, b = names.link("r"), names.link("b")
+    with broker.client() as gz:
+        gz.boot_zone("red", netns=red)
+        gz.boot_zone("blue", netns=blue)
+        gz.create_link(LinkSpec(name=r, class_="veth", zone="red", peer=b, peer_zone="blue"))
+    yield {"red": red, "blue": blue, "r": r, "b": b,
+           "cred": zone_caller(red), "cblue": zone_caller(blue)}
+
+
+def test_a_zone_without_capabilities_addresses_its_veth_and_reaches_its_peer(
+        broker: BrokerProcess, pair: dict[str, Any]) -> None:
+    red, blue, r, b = pair["red"], pair["blue"], pair["r"], pair["b"]
+    # The zone really holds no capability: the kernel refuses it the address itself.
+    status = in_zone(red, "grep", "^CapEff", "/proc/self/status").stdout
+    assert status.split()[1] == "0000000000000000", status
+    refused = in_zone(red, "ip", "addr", "add", "198.51.100.9/24", "dev", r, check=False)
+    assert refused.returncode != 0 and "not permitted" in refused.stderr.lower()
+    # ICMP echo sockets for uid 0 (a sysctl of the zone's own, set by the test's setup).
+    for ns in (red, blue):
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 0")
+
+    linkadm(red, broker, "set-linkprop", r, "--up")
+    linkadm(blue, broker, "set-linkprop", b, "--up")
+    linkadm(red, broker, "create-addr", "-a", "198.51.100.1/24", r)
+    linkadm(blue, broker, "create-addr", "-a", "198.51.100.2/24", b)
+    linkadm(blue, broker, "create-addr", "-a", "192.0.2.2/32", b)
+    # 192.0.2.2 is off red's subnet: only the default route takes red there.
+    linkadm(red, broker, "add-route", "default", "198.51.100.2")
+    assert kernel_addrs(red, r) == {"198.51.100.1/24"}
+    default = [x for x in kernel_routes(red) if x["dst"] == "default"]
+    assert default == [{"dst": "default", "gateway": "198.51.100.2", "dev": r,
+                        "protocol": "static", "flags": []}], default
+
+    assert ping(red, "192.0.2.2") == "reply"
+
+    shown = linkadm(red, broker, "show-addr", "-p", "-o", "link,address,family").stdout
+    assert f"{r}:198.51.100.1/24:inet\n" in shown
+    assert "198.51.100.2" not in shown  # blue's addresses stay blue's
+    route = json.loads(linkadm(red, broker, "show-route", "--json").stdout)
+    assert {"destination": "0.0.0.0/0", "family": "inet", "zone": "red",
+            "persistent": False, "protocol": "static", "gateway": "198.51.100.2",
+            "link": r} in route
+    table = linkadm(red, broker, "show-route", "-p", "-o", "destination,gateway,link").stdout
+    assert f"default:198.51.100.2:{r}\n" in table
+
+    linkadm(red, broker, "delete-route", "default", "198.51.100.2")
+    assert not [x for x in kernel_routes(red) if x["dst"] == "default"]
+    assert ping(red, "192.0.2.2", 1.0) == "error 101"  # ENETUNREACH: no route any more
+    linkadm(red, broker, "delete-addr", "-a", "198.51.100.1/24", r)
+    assert kernel_addrs(red, r) == set()
+    gone = linkadm(red, broker, "delete-addr", "-a", "198.51.100.1/24", r, check=False)
+    assert gone.returncode != 0
+    assert gone.stderr.strip() == ("linkadm: delete-addr: the link has no address "
+                                   "198.51.100.1/24")
+
+
+def test_another_zones_link_answers_as_a_missing_link(
+        broker: BrokerProcess, pair: dict[str, Any], names: Any) -> None:
+    cred: ZoneCaller = pair["cred"]
+    b = pair["b"]  # blue's end: it exists, in another zone
+    ghost = names.link("g")[:len(b)]
+    assert len(ghost) == len(b)
+    for method, params in (
+            ("AddAddress", {"address": "198.51.100.7/24"}),
+            ("RemoveAddress", {"address": "198.51.100.7/24"}),
+            ("ListAddresses", {}),
+            ("AddRoute", {"destination": "203.0.113.0/24"})):
+        real = cred.raw(method, link=b, **params)
+        fake = cred.raw(method, link=ghost, **params)
+        assert real == json.loads(json.dumps(fake).replace(ghost, b)), (method, real, fake)
+        assert real == {"error": "io.linkbroker.LinkNotFound", "parameters": {"name": b}}
+    # Naming blue's zone answers as a zone that exists nowhere, too.
+    real = cred.raw("AddAddress", link=pair["r"], address="198.51.100.7/24", zone="blue")
+    fake = cred.raw("AddAddress", link=pair["r"], address="198.51.100.7/24", zone="qqqq")
+    assert real["error"] == fake["error"] == "io.linkbroker.ZoneNotFound"
+    assert real["parameters"] == {"name": "blue"} and fake["parameters"] == {"name": "qqqq"}
+    assert kernel_addrs(pair["blue"], b) == set()
+
+
+def test_bad_addresses_are_typed_errors_naming_the_field_and_change_nothing(
+        broker: BrokerProcess, pair: dict[str, Any]) -> None:
+    cred: ZoneCaller = pair["cred"]
+    r = pair["r"]
+    cases = [
+        ("AddAddress", {"link": r, "address": "198.51.100.1"}, "address"),
+        ("AddAddress", {"link": r, "address": "198.51.100.300/24"}, "address"),
+        ("AddAddress", {"link": r, "address": "198.51.100.1/33"}, "address"),
+        ("AddAddress", {"link": r, "address": "224.0.0.1/4"}, "address"),
+        ("AddAddress", {"link": r, "address": "0.0.0.0/8"}, "address"),
+        ("RemoveAddress", {"link": r, "address": "nope"}, "address"),
+        ("AddRoute", {"destination": "198.51.100.1/24", "link": r}, "destination"),
+        ("AddRoute", {"destination": "default", "gateway": "2001:db8::1", "link": r,
+                      "metric": 1}, None),
+        ("AddRoute", {"destination": "203.0.113.0/24", "gateway": "2001:db8::1"}, "gateway"),
+        ("AddRoute", {"destination": "203.0.113.0/24", "gateway": "224.0.0.9"}, "gateway"),
+    ]
+    before = run("ip", "-n", pair["red"], "addr").stdout, kernel_routes(pair["red"])
+    for method, params, field in cases:
+        reply = cred.raw(method, **params)
+        if field is None:  # well-formed (a v6 default over a link that is down): refused
+            assert "error" in reply, reply
+            continue
+        assert reply["error"] == "io.linkbroker.InvalidAddress", (params, reply)
+        assert reply["parameters"]["parameter"] == field, reply
+        assert reply["parameters"]["reason"], reply
+    reply = cred.raw("AddRoute", destination="203.0.113.0/24", link=r, metric=-1)
+    assert reply == {"error": "org.varlink.service.InvalidParameter",
+                     "parameters": {"parameter": "metric"}}
+    assert (run("ip", "-n", pair["red"], "addr").stdout, kernel_routes(pair["red"])) == before
+    with pytest.raises(InvalidAddress):
+        cred.call("AddAddress", link=r, address="2001:db8::1/129")
+    cred.call("AddAddress", link=r, address="2001:db8::1/64")
+    with pytest.raises(AddressExists):
+        cred.call("AddAddress", link=r, address="2001:db8::1/64")
+    with pytest.raises(RouteNotFound):
+        cred.call("RemoveRoute", destination="203.0.113.0/24", link=r)
+    with pytest.raises(LinkNotFound):
+        cred.call("ListAddresses", link="nosuch")
