@@ -190,3 +190,140 @@ def test_bad_addresses_are_typed_errors_naming_the_field_and_change_nothing(
         cred.call("RemoveRoute", destination="203.0.113.0/24", link=r)
     with pytest.raises(LinkNotFound):
         cred.call("ListAddresses", link="nosuch")
+
+
+def test_persistent_addresses_and_routes_come_back_with_their_link(
+        broker: BrokerProcess, netns: Any, names: Any, zone_caller: Any) -> None:
+    ns = netns("pers")
+    a, b = names.link("a"), names.link("b")
+    with broker.client() as gz:
+        gz.boot_zone("pers", netns=ns)
+        zone = zone_caller(ns)
+        zone.call("CreateLink", link={"name": a, "class": "veth", "peer": b, "up": True,
+                                      "persistent": True})
+        zone.call("SetLinkProperties", name=b, up=True)
+        zone.call("AddAddress", link=a, address="198.51.100.1/24", persistent=True)
+        zone.call("AddAddress", link=a, address="2001:db8::1/64", persistent=True)
+        zone.call("AddAddress", link=a, address="198.51.100.5/24")  # temporary
+        route = zone.call("AddRoute", destination="203.0.113.0/24", gateway="198.51.100.9",
+                          link=a, metric=7, persistent=True)["route"]
+        assert route == {"destination": "203.0.113.0/24", "family": "inet", "zone": "pers",
+                         "persistent": True, "protocol": "static",
+                         "gateway": "198.51.100.9", "link": a, "metric": 7}
+        listed = zone.call("ListAddresses", link=a)["addresses"]
+        assert {(x["address"], x["persistent"]) for x in listed if
+                not x["address"].startswith("fe80")} == {
+            ("198.51.100.1/24", True), ("2001:db8::1/64", True), ("198.51.100.5/24", False)}
+
+        def configured() -> tuple[set[str], list[tuple[str, str, str, int]]]:
+            routes = [(x["dst"], x.get("gateway", ""), x["dev"], x.get("metric", 0))
+                      for x in kernel_routes(ns) if x.get("protocol") == "static"]
+            return kernel_addrs(ns, a), routes
+
+        persistent = ({"198.51.100.1/24", "2001:db8::1/64"},
+                      [("203.0.113.0/24", "198.51.100.9", a, 7)])
+        # The zone halts (its links leave the kernel) and boots again: they come back.
+        gz.halt_zone("pers")
+        assert a not in run("ip", "-n", ns, "link").stdout
+        gz.boot_zone("pers", netns=ns)
+        zone = zone_caller(ns)
+        zone.call("SetLinkProperties", name=b, up=True)
+        assert configured() == persistent
+        # kill -9; the zone loses them behind the broker's back; the restart puts them back.
+        broker.kill9()
+        run("ip", "-n", ns, "addr", "flush", "dev", a)
+        assert configured() == (set(), [])
+        broker.start()
+        assert configured() == persistent
+        # RemoveAddress forgets it: the next boot leaves it out.
+        zone = zone_caller(ns)
+        zone.call("RemoveAddress", link=a, address="2001:db8::1/64")
+        zone.call("RemoveRoute", destination="203.0.113.0/24", gateway="198.51.100.9",
+                  link=a, metric=7)
+        gz2 = broker.client()
+        try:
+            gz2.halt_zone("pers")
+            gz2.boot_zone("pers", netns=ns)
+            assert configured() == ({"198.51.100.1/24"}, [])
+            # DeleteLink forgets the link's configuration with it.
+            zone_caller(ns).call("DeleteLink", name=a)
+            gz2.halt_zone("pers")
+        finally:
+            gz2.close()
+
+
+_WATCH = """
+import json, sys
+from broker.client import Connection
+conn = Connection(sys.argv[1], timeout=30)
+params = {"addresses": True} if sys.argv[2] == "yes" else {}
+for reply in conn.stream("io.linkbroker.Subscribe", params):
+    print(json.dumps(reply["event"]), flush=True)
+"""
+
+
+def test_address_and_route_events_reach_only_their_zone_and_only_when_asked(
+        broker: BrokerProcess, pair: dict[str, Any]) -> None:
+    import threading
+    import time
+
+    from tests.conftest import ROOT
+
+    watchers: dict[str, tuple[subprocess.Popen[str], list[dict[str, Any]]]] = {}
+    for key, ns, flag in (("red", pair["red"], "yes"), ("red-plain", pair["red"], "no"),
+                          ("blue", pair["blue"], "yes")):
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _WATCH,
+                                 broker.socket, flag], stdout=subprocess.PIPE, text=True,
+                                cwd=ROOT, env={"PYTHONPATH": str(ROOT)})
+        got: list[dict[str, Any]] = []
+        out = proc.stdout
+        assert out is not None
+        threading.Thread(target=lambda o=out, g=got: g.extend(
+            json.loads(x) for x in iter(o.readline, "")), daemon=True).start()
+        watchers[key] = (proc, got)
+
+    def wait(pred: Any) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not pred():
+            time.sleep(0.02)
+        return bool(pred())
+
+    try:
+        cred, cblue, r, b = pair["cred"], pair["cblue"], pair["r"], pair["b"]
+        # Subscriptions start asynchronously: a link event in each zone marks "subscribed".
+        for caller, link in ((cred, r), (cblue, b)):
+            for _ in range(100):
+                caller.call("SetLinkProperties", name=link, mtu=1400)
+                caller.call("SetLinkProperties", name=link, mtu=1500)
+                if all(any(e["kind"] == "link_changed" for e in w[1])
+                       for k, w in watchers.items() if k.startswith(
+                           "red" if caller is cred else "blue")):
+                    break
+        cred.call("SetLinkProperties", name=r, up=True)
+        cred.call("AddAddress", link=r, address="198.51.100.1/24")
+        cred.call("AddRoute", destination="203.0.113.0/24", gateway="198.51.100.7")
+        cred.call("RemoveRoute", destination="203.0.113.0/24", gateway="198.51.100.7")
+        cred.call("RemoveAddress", link=r, address="198.51.100.1/24")
+        cblue.call("SetLinkProperties", name=b, mtu=1400)  # blue's marker, after red's
+        red = watchers["red"][1]
+        assert wait(lambda: sum(e["kind"].startswith(("address", "route")) for e in red) == 4)
+        kinds = [(e["kind"], e.get("address", {}).get("address")
+                  or e.get("route", {}).get("destination")) for e in red
+                 if e["kind"].startswith(("address", "route"))]
+        assert kinds == [("address_added", "198.51.100.1/24"),
+                         ("route_added", "203.0.113.0/24"),
+                         ("route_removed", "203.0.113.0/24"),
+                         ("address_removed", "198.51.100.1/24")]
+        assert all(e["zone"] == "red" for e in red)
+        assert next(e for e in red if e["kind"] == "address_added")["address"]["link"] == r
+        blue = watchers["blue"][1]
+        assert wait(lambda: sum(e["kind"] == "link_changed" for e in blue) >= 3)
+        assert not [e for e in blue if e["zone"] != "blue" or not e["kind"].startswith("link")]
+        plain = watchers["red-plain"][1]
+        assert wait(lambda: any(e["kind"] == "link_changed" and e["link"]["state"] == "up"
+                                for e in plain))
+        assert all(e["kind"].startswith("link") for e in plain)  # never asked: never sent
+    finally:
+        for proc, _ in watchers.values():
+            proc.kill()
+            proc.wait(5)
