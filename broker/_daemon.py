@@ -176,7 +176,9 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping)
     loop.add_signal_handler(signal.SIGHUP, _reload, broker, policy_path, notify)
-    watchdog: asyncio.Task[None] | None = None
+    # Pinging from the start: systemd's watchdog runs during start-up too, which can be long
+    # with many zones to reconcile.
+    watchdog = asyncio.ensure_future(notify.watchdog())
     try:
         await server.bind(passed)
         if endpoint is not None:
@@ -187,7 +189,6 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
                  " (passed by the supervisor)" if passed else "", store.path,
                  len(broker.zones), len(broker.links))
         notify.ready(_status(broker))
-        watchdog = asyncio.ensure_future(notify.watchdog())
         while not stop.is_set():  # STATUS= kept current for `systemctl status`
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 10.0)
@@ -195,8 +196,7 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
                 notify.status(_status(broker))
         log.info("shutting down")
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        watchdog.cancel()
         if endpoint is not None:
             await endpoint.close()
         await server.close()
