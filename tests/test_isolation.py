@@ -1,7 +1,8 @@
 """Zone isolation, checked statefully against a real broker and a pure model of the contract.
 
 Hypothesis draws sequences of calls (CreateLink, DeleteLink, RenameLink, SetLinkProperties,
-GetLink, ListLinks, ListZones, GetZone, WhoAmI, AssignLink, ReclaimLink) from random zones:
+GetLink, ListLinks, ListZones, GetZone, WhoAmI, AssignLink, ReclaimLink, and since issue 13
+AddAddress, RemoveAddress, ListAddresses) from random zones:
 the global zone (this process, on the host) and three netns zones (a `ZoneCaller` inside each
 namespace). Link names come from a pool of five, so clashes, `LinkExists` and the same name in
 several zones happen all the time. Every call is also answered by `Model`, a few dicts written
@@ -74,6 +75,11 @@ ALL_AUTHORIZATIONS = ["addr.write", "event.read", "link.assign", "link.read", "l
                       "zone.admin", "zone.read"]
 ZONE_AUTHORIZATIONS = ["addr.write", "event.read", "link.read", "link.write"]
 IFNAMSIZ = 16
+# Addresses drawn for AddAddress/RemoveAddress: IPv4 only (the kernel keeps IPv4 addresses
+# when a link goes down; IPv6 ones it may drop), and three the contract refuses.
+ADDRESSES = ("198.51.100.1/24", "198.51.100.2/24", "198.51.100.3/25")
+BAD_ADDRESSES = ("198.51.100.1", "198.51.100.300/24", "127.0.0.1/8")
+addresses = st.sampled_from([*ADDRESSES * 3, *BAD_ADDRESSES])
 
 # Link names are drawn as short tokens (readable in a failing sequence, whatever the run's
 # prefix): a pool token stands for PREFIX+token, an invalid token for a name the contract
@@ -187,6 +193,11 @@ def invalid_parameter(parameter: str) -> Err:
     return Err("org.varlink.service.InvalidParameter", {"parameter": parameter})
 
 
+def invalid_address(address: str) -> Err:
+    return Err("io.linkbroker.InvalidAddress", {"parameter": "address", "address": address},
+               frozenset({"reason"}))
+
+
 def permission_denied(method: str, authorization: str) -> Err:
     return Err("io.linkbroker.PermissionDenied",
                {"method": method, "authorization": authorization})
@@ -209,6 +220,8 @@ class MLink:
     home: str | None = None
     id: int | None = None
     mac: str | None = None
+    # IPv4 addresses put on it through the broker (the kernel drops them when it moves).
+    addrs: set[str] = field(default_factory=set)
 
     @property
     def onloan(self) -> bool:
@@ -383,8 +396,57 @@ class Model:
         return Expect(commit=commit, shape=("link", link.key))
 
     def _move(self, link: MLink, zone: str, name: str) -> None:
-        """The kernel takes a link down when it changes namespace."""
+        """The kernel takes a link down when it changes namespace, and its addresses go."""
         link.zone, link.name, link.up = zone, name, False
+        link.addrs.clear()
+
+    # -- addresses (added with issue 13) --
+    def add_address(self, caller: str, name: str, zone: str | None, address: str
+                    ) -> Expect:
+        """Any link living in the caller's zone may be addressed (own or lent)."""
+        errs = [invalid_address(address)] if address not in ADDRESSES else []
+        link, lerrs = self._find_in(caller, name, zone)
+        errs += lerrs
+        if link is not None and address in link.addrs:
+            errs.append(Err("io.linkbroker.AddressExists", {"address": address}))
+        if errs or link is None:
+            return Expect(errs)
+
+        def commit() -> None:
+            assert link is not None
+            link.addrs.add(address)
+
+        return Expect(commit=commit, shape=("address", (link.key, address)))
+
+    def remove_address(self, caller: str, name: str, zone: str | None, address: str
+                       ) -> Expect:
+        errs = [invalid_address(address)] if address not in ADDRESSES else []
+        link, lerrs = self._find_in(caller, name, zone)
+        errs += lerrs
+        if link is not None and address not in link.addrs:
+            errs.append(Err("io.linkbroker.AddressNotFound", {"address": address}))
+        if errs or link is None:
+            return Expect(errs)
+
+        def commit() -> None:
+            assert link is not None
+            link.addrs.discard(address)
+
+        return Expect(commit=commit)
+
+    def list_addresses(self, caller: str, name: str | None, zone: str | None) -> Expect:
+        if name is not None:
+            link, errs = self._find_in(caller, name, zone)
+            if errs or link is None:
+                return Expect(errs)
+            found = [link]
+        else:
+            z, errs = self.resolve(caller, zone)
+            if z is None:
+                return Expect(errs)
+            found = (list(self.links.values()) if caller == GLOBAL and zone is None
+                     else self.in_zone(z))
+        return Expect(shape=("addresses", [(x.key, a) for x in found for a in x.addrs]))
 
     def assign(self, caller: str, name: str, zone: str) -> Expect:
         if caller != GLOBAL:
@@ -527,6 +589,14 @@ def kernel_links(ns: str | None, prefix: str) -> dict[str, tuple[int, bool]]:
             for d in json.loads(run(*cmd).stdout) if d["ifname"].startswith(prefix)}
 
 
+def kernel_addresses(ns: str | None, prefix: str) -> set[tuple[str, str]]:
+    """The kernel's word on the test's addresses: (link name, address/prefix)."""
+    cmd = ["ip", "-j", *(["-n", ns] if ns else []), "-4", "addr", "show"]
+    return {(d["ifname"], f"{a['local']}/{a['prefixlen']}")
+            for d in json.loads(run(*cmd).stdout) if d.get("ifname", "").startswith(prefix)
+            for a in d.get("addr_info", [])}
+
+
 def substitute(value: Any, mapping: dict[str, str], *, exact: bool) -> Any:
     """`value` with the strings of `mapping` replaced, in every nested dict and list: whole
     values only (`exact`, for call parameters) or anywhere inside a string (for replies)."""
@@ -582,9 +652,10 @@ class IsolationMachine(RuleBasedStateMachine):
                       ) -> dict[str, str]:
         """Names in the call that exist only outside the caller's zone, each with a ghost of
         the same length that exists nowhere."""
-        link_keys = () if method == "GetZone" else ("name", "peer", "new_name")
+        link_keys = () if method == "GetZone" else ("name", "peer", "new_name", "link")
         zone_keys = ("name",) if method == "GetZone" else ("zone", "peer_zone")
-        flat = {**params, **params.get("link", {})}
+        spec = params.get("link")  # CreateLink's LinkSpec; the address calls' link name
+        flat = {**params, **(spec if isinstance(spec, dict) else {})}
         mapping: dict[str, str] = {}
         ghosts = iter(GHOSTS)
         for key in link_keys:
@@ -644,6 +715,14 @@ class IsolationMachine(RuleBasedStateMachine):
         for place, link in want.items():
             self.check_link(caller, link, by_place[place], where)
 
+    def check_address(self, caller: str, key: int, address: str, got: dict[str, Any],
+                      where: str) -> None:
+        link = self.model.links[key]
+        want = {"link": link.name, "zone": link.zone, "address": address, "family": "inet",
+                "persistent": False}
+        assert {k: got.get(k) for k in want} == want, f"{where}: {got}, model {want}"
+        assert link.id is None or got["link_id"] == link.id, f"{where}: {got} id {link.id}"
+
     def check_zone(self, name: str, got: dict[str, Any], where: str) -> None:
         fixed = {k: v for k, v in got.items() if k != "links"}
         assert fixed == self.lab.zone_info[name], f"{where}: zone {got}"
@@ -661,6 +740,20 @@ class IsolationMachine(RuleBasedStateMachine):
             self.check_links(caller, what, got["links"], where)
         elif kind == "zone":
             self.check_zone(what, got["zone"], where)
+        elif kind == "address":
+            key, address = what
+            self.check_address(caller, key, address, got["address"], where)
+        elif kind == "addresses":
+            # The kernel's own (IPv6 link-local) and the host's addresses are not the test's.
+            ours = [x for x in got["addresses"] if x["address"] in ADDRESSES]
+            listed = sorted((x["zone"], x["link"], x["address"]) for x in ours)
+            want = sorted((self.model.links[k].zone, self.model.links[k].name, a)
+                          for k, a in what)
+            assert listed == want, f"{where}: broker lists {listed}, model {want}"
+            by_place = {(x["zone"], x["link"], x["address"]): x for x in ours}
+            for k, a in what:
+                link = self.model.links[k]
+                self.check_address(caller, k, a, by_place[link.zone, link.name, a], where)
         elif kind == "zones":
             assert sorted(z["name"] for z in got["zones"]) == sorted(what), f"{where}: {got}"
             for zone in got["zones"]:
@@ -753,6 +846,9 @@ class IsolationMachine(RuleBasedStateMachine):
                     want = {x.name: (x.mtu, x.up) for x in self.model.in_zone(zone)}
                     got = kernel_links(ns, self.lab.prefix)
                     assert got == want, f"kernel of zone {zone}: {got}, model {want}"
+                    held = kernel_addresses(ns, self.lab.prefix)
+                    meant = {(x.name, a) for x in self.model.in_zone(zone) for a in x.addrs}
+                    assert held == meant, f"addresses of zone {zone}: {held}, model {meant}"
         finally:
             self.reset_broker()
 
@@ -842,6 +938,41 @@ class IsolationMachine(RuleBasedStateMachine):
     @rule(caller=callers)
     def who_am_i(self, caller: str) -> None:
         self.do(caller, "WhoAmI", {}, self.model.who_am_i(caller))
+
+    @rule(caller=callers, where=link_zone_args, address=addresses, data=st.data())
+    def add_address(self, caller: str, where: str | None, address: str,
+                    data: st.DataObject) -> None:
+        n, zone = self.target(data, caller, where)
+        self.do(caller, "AddAddress", {"link": n, "zone": zone, "address": address},
+                self.model.add_address(caller, n, zone, address))
+
+    @rule(caller=callers, where=link_zone_args, address=addresses, data=st.data())
+    def remove_address(self, caller: str, where: str | None, address: str,
+                       data: st.DataObject) -> None:
+        n, zone = self.target(data, caller, where)
+        self.do(caller, "RemoveAddress", {"link": n, "zone": zone, "address": address},
+                self.model.remove_address(caller, n, zone, address))
+
+    @precondition(lambda self: any(x.addrs for x in self.model.links.values()))
+    @rule(caller=callers, data=st.data())
+    def remove_held_address(self, caller: str, data: st.DataObject) -> None:
+        """RemoveAddress of an address some link holds (by chance, rare): from its own zone,
+        the global zone or a zone it is hidden from."""
+        held = sorted((x.zone, x.name, a) for x in self.model.links.values() for a in x.addrs)
+        zone, n, address = data.draw(st.sampled_from(held), label="held address")
+        z = zone if caller == GLOBAL else None
+        self.do(caller, "RemoveAddress", {"link": n, "zone": z, "address": address},
+                self.model.remove_address(caller, n, z, address))
+
+    @rule(caller=callers, where=link_zone_args, one=st.booleans(), data=st.data())
+    def list_addresses(self, caller: str, where: str | None, one: bool,
+                       data: st.DataObject) -> None:
+        if one:
+            n, zone = self.target(data, caller, where)
+        else:
+            n, zone = None, None if where == THERE else where
+        self.do(caller, "ListAddresses", {"link": n, "zone": zone},
+                self.model.list_addresses(caller, n, zone))
 
     @rule(caller=lenders, zone=assign_zones, data=st.data())
     def assign_link(self, caller: str, zone: str, data: st.DataObject) -> None:
