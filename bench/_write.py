@@ -6,7 +6,8 @@ Three ways of the same kernel work, interleaved iteration by iteration so drift 
 - pyroute2 directly: one RTM_NEWLINK sent on a netlink socket inside A placing the peer into B
   with net_ns_fd, and one RTM_DELLINK by name (the kernel's floor for this work);
 - the same two messages built with struct (broker._rtnl) on a raw socket inside A: the floor
-  without pyroute2's own Python cost, which the issue-19 goals are judged against;
+  without pyroute2's own Python cost (shown beside the goals, which the issue set against
+  pyroute2's);
 - `ip -n A link add NAME type veth peer name PEER netns B` + `ip -n A link del NAME`.
 """
 
@@ -127,18 +128,19 @@ def run_write(lab: Lab, cfg: Config, broker: Broker) -> dict[str, Any]:
 
 
 def write_goals(results: dict[str, Any]) -> list[Goal]:
-    """Issue 19's write goals, against the raw two-message sequence measured interleaved."""
+    """Issue 19's write goals, against the same messages sent by pyroute2 (the baseline the
+    issue measured), interleaved; the raw-socket floor is shown beside them (write_rows)."""
     write = results.get("write")
     if not write or "broker_over_raw" not in write["ratios"]:
         return []
     r = write["ratios"]
     return [
-        Goal("write_raw", "veth across two zones, create+delete, within 1.2x of RTM_NEWLINK + "
-             "RTM_DELLINK (raw socket, interleaved)", r["broker_over_raw"], 1.2, "<=", "x",
-             r["broker_over_raw"] <= 1.2),
-        Goal("write_create_raw", "veth across two zones, create alone within 1.5x of one "
-             "RTM_NEWLINK (raw socket, interleaved)", r["create_broker_over_raw"], 1.5, "<=",
-             "x", r["create_broker_over_raw"] <= 1.5),
+        Goal("write_12", "veth across two zones, create+delete, within 1.2x of one RTM_NEWLINK "
+             "+ one RTM_DELLINK (pyroute2, interleaved)", r["broker_over_pyroute2"], 1.2, "<=",
+             "x", r["broker_over_pyroute2"] <= 1.2),
+        Goal("write_create", "veth across two zones, create alone within 1.5x of one "
+             "RTM_NEWLINK (pyroute2, interleaved)", r["create_broker_over_pyroute2"], 1.5,
+             "<=", "x", r["create_broker_over_pyroute2"] <= 1.5),
     ]
 
 
@@ -149,12 +151,20 @@ def write_rows(results: dict[str, Any], goal_list: list[Goal]) -> list[Row]:
     g = {x.key: x for x in goal_list}
     ms, r = write["ms"], write["ratios"]
     return [
-        Row("2 write", "veth across 2 zones: create+delete vs raw netlink",
+        Row("2 write", "create+delete (issue 19: <= 1.2x of pyroute2's two messages)",
+            f"{ms['broker']['total']['median']:.2f} ms",
+            f"pyroute2 {ms['pyroute2']['total']['median']:.2f} ms",
+            f"{r['broker_over_pyroute2']:.2f}x", "<= 1.2x", g["write_12"].shown()),
+        Row("2 write", "  create only (issue 19: <= 1.5x of pyroute2's RTM_NEWLINK)",
+            f"{ms['broker']['create']['median']:.2f} ms",
+            f"pyroute2 {ms['pyroute2']['create']['median']:.2f} ms",
+            f"{r['create_broker_over_pyroute2']:.2f}x", "<= 1.5x", g["write_create"].shown()),
+        Row("2 write", "create+delete vs the same messages on a raw socket",
             f"{ms['broker']['total']['median']:.2f} ms",
             f"raw {ms['raw']['total']['median']:.2f} ms", f"{r['broker_over_raw']:.2f}x",
-            "<= 1.2x", g["write_raw"].shown()),
+            "info"),
         Row("2 write", "  create only vs one raw RTM_NEWLINK",
             f"{ms['broker']['create']['median']:.2f} ms",
             f"raw {ms['raw']['create']['median']:.2f} ms",
-            f"{r['create_broker_over_raw']:.2f}x", "<= 1.5x", g["write_create_raw"].shown()),
+            f"{r['create_broker_over_raw']:.2f}x", "info"),
     ]
