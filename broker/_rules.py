@@ -109,5 +109,6 @@ def zone_view(zone: ZoneRecord, links: LinkTable) -> Zone:
         container=zone.container,
         root=zone.root,
         attached=zone.attached,
+        cni_container=zone.cni_container,
         links=sorted(link.name for link in links.in_zone(zone.name)),
     )

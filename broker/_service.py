@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ __all__ = ["Broker", "Caller", "Runtime"]
 
 log = logging.getLogger("linkbroker")
 _encode = msgspec.json.Encoder().encode
+# BootZone's cni_container: a CNI container ID as the spec allows them.
+_CNI_CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,255}")
 
 def _snapshot(link: LinkRecord) -> LinkRecord:
     return LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
@@ -686,6 +689,8 @@ class Broker:
         given = [n for n in ("netns", "pid", "container") if getattr(p, n) is not None]
         if len(given) != 1:
             raise InvalidParameter(given[1] if given else "netns")
+        if p.cni_container is not None and not _CNI_CONTAINER.fullmatch(p.cni_container):
+            raise InvalidParameter("cni_container")
         async with self._zone_admin:
             if self.zones.get(p.name) is not None:
                 raise ZoneExists(p.name)
@@ -700,7 +705,7 @@ class Broker:
                 zone = ZoneRecord(
                     name=p.name, kind=kind, netns_inode=handle.netns_inode,  # type: ignore[arg-type]
                     netns=p.netns, pid=handle.pid, pid_start=handle.pid_start,
-                    container=container, root=handle.root,
+                    container=container, root=handle.root, cni_container=p.cni_container,
                 )
                 await self.start_zone(zone, handle, attach=p.attach is not False)
             except BaseException:

@@ -61,6 +61,8 @@ class ZoneRecord:
     container: str | None = None
     root: str | None = None
     attached: bool = False
+    # The runtime's container ID when linkbroker-cni booted the zone (CNI_CONTAINERID).
+    cni_container: str | None = None
 
 
 class ZoneTable:

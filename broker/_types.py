@@ -131,6 +131,8 @@ class Zone(_Reply):
     pid: int | None = None
     container: str | None = None
     root: str | None = None
+    # Added: the runtime's container ID when linkbroker-cni booted the zone.
+    cni_container: str | None = None
 
 
 class Address(_Reply):
@@ -183,6 +185,7 @@ class BootZoneParams(_Wire):
     pid: int | None = None
     container: str | None = None
     attach: bool | None = None
+    cni_container: str | None = None
 
 
 class HaltZoneParams(_Wire):

@@ -46,8 +46,9 @@ __all__ = ["main"]
 LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over", "id", "onloan",
                "persistent", "mac", "peer", "master", "ifindex")
 DEFAULT_LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over")
-ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links", "inode", "pid", "container")
-DEFAULT_ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links")
+ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links", "inode", "pid", "container",
+               "cni")
+DEFAULT_ZONE_FIELDS = ("zone", "kind", "netns", "attached", "cni", "links")
 
 EXAMPLES = """\
 examples:
@@ -94,6 +95,8 @@ def _zone_row(zone: Zone) -> dict[str, str]:
         "attached": "yes" if zone.attached else "no", "links": ",".join(zone.links),
         "inode": str(zone.netns_inode), "pid": "" if zone.pid is None else str(zone.pid),
         "container": zone.container or "",
+        # The runtime's container (linkbroker-cni), shortened as container IDs usually are.
+        "cni": (zone.cni_container or "")[:12],
     }
 
 
