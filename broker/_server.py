@@ -8,7 +8,9 @@ shutdown waits for it. Frames over the limit close only that connection.
 Memory per connection is bounded by back-pressure rather than counting: one frame is handled
 at a time, and the next read waits for the reply's drain, so a client that pipelines calls and
 never reads the replies leaves its calls in the kernel's socket buffer. The broker holds at
-most one partial frame (under MAX_FRAME), one read chunk and one reply per connection.
+most one partial frame (under MAX_FRAME), one read chunk and one reply per connection; how many
+connections a zone may have and how much unfinished-frame memory they hold together is
+`broker._admission`'s; org.varlink.service is answered by `broker._varlink_service`.
 
 Ancillary data (SCM_RIGHTS) is never read, so the kernel closes any descriptors a client
 sends (DOOR_REFUSE_DESC).
@@ -20,15 +22,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
 import socket
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Protocol
 
 import msgspec
 
+from broker._admission import UNREGISTERED, Admission, Limits, raise_fd_limit
 from broker._dispatch import INTERFACE, METHODS, Method
 from broker._errors import (
     ExpectedMore,
@@ -44,6 +45,7 @@ from broker._peer import Peer, PeerGone, identify_peer
 from broker._policy import Principal
 from broker._service import Broker, Caller
 from broker._types import SubscribeParams
+from broker._varlink_service import SERVICE, interface_description, service_call
 from broker._wire import (
     MAX_FRAME,
     Call,
@@ -55,42 +57,10 @@ from broker._wire import (
     encode_reply,
 )
 
-__all__ = ["Limits", "Observer", "Server", "interface_description", "raise_fd_limit"]
+__all__ = ["Limits", "Observer", "Server", "raise_fd_limit"]
 
 log = logging.getLogger("linkbroker.server")
 _READ_CHUNK = 65536
-SERVICE = "org.varlink.service"
-_SERVICE_DESCRIPTION = """\
-# The Varlink Service Interface is provided by every varlink service.
-interface org.varlink.service
-
-method GetInfo() -> (
-  vendor: string,
-  product: string,
-  version: string,
-  url: string,
-  interfaces: []string
-)
-
-method GetInterfaceDescription(interface: string) -> (description: string)
-
-error InterfaceNotFound (interface: string)
-error MethodNotFound (method: string)
-error MethodNotImplemented (method: string)
-error InvalidParameter (parameter: string)
-error PermissionDenied ()
-error ExpectedMore ()
-"""
-
-
-def interface_description() -> str:
-    return resources.files("broker").joinpath("io.linkbroker.varlink").read_text()
-
-
-class _InterfaceParams(msgspec.Struct, forbid_unknown_fields=True):
-    interface: str
-
-
 @dataclass
 class _Connection:
     peer: Peer
@@ -103,33 +73,8 @@ class _Connection:
     auths: tuple[str, object, str, frozenset[str]] | None = None
 
 
-_UNREGISTERED = ""
-"""The account of connections from namespaces that are no zone: one small shared budget."""
 # In the global zone, every authorization beyond reading its own links needs the host view.
 _WITHOUT_ZONE_READ = frozenset({"link.read", "event.read"})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Per-connection bounds, so no caller can exhaust the broker for the others.
-
-    The per-zone cap is what keeps a flood from one zone from taking every slot: each booted
-    zone has its own share of `max_connections`, counted by zone (a zone that unshares new
-    namespaces gains nothing: namespaces that are no zone share `max_unregistered` slots, a
-    short idle timeout, and are closed after their first `ZoneNotRegistered`).
-    """
-
-    max_connections: int = 1024
-    max_connections_per_zone: int = 128
-    max_unregistered: int = 16
-    # A connection that sends no frame for this long, or whose reply cannot be written for
-    # this long (a client that never reads), is closed. Subscriptions are exempt from the
-    # first: they are waiting on the broker.
-    idle_timeout: float = 600.0
-    unregistered_idle_timeout: float = 5.0
-    # Bytes of unfinished frames one zone's connections may hold together: a frame may be
-    # up to MAX_FRAME, but 128 connections each holding most of one would be 128 MiB.
-    partial_bytes_per_zone: int = 4 * MAX_FRAME
 
 
 class Observer(Protocol):
@@ -148,12 +93,14 @@ class Server:
     version: str = "0.1.0"
     observer: Observer | None = None
     _passed: bool = False  # serving a socket the supervisor holds: never unlink its file
-    _per_zone: dict[str, int] = field(default_factory=dict)
-    _partial: dict[str, int] = field(default_factory=dict)
+    _admission: Admission = field(init=False)
     _server: asyncio.Server | None = None
     _inflight: set[asyncio.Future[msgspec.Struct | msgspec.Raw]] = field(default_factory=set)
     _conns: set[asyncio.Task[None]] = field(default_factory=set)
     _description: str = field(default_factory=interface_description)
+
+    def __post_init__(self) -> None:
+        self._admission = Admission(self.limits)
 
     async def bind(self, passed: socket.socket | None = None) -> None:
         """Bind the socket (replacing a stale one) without accepting yet; or take `passed`,
@@ -206,23 +153,19 @@ class Server:
                 return
             try:
                 zone = self.broker.zones.by_inode(peer.netns_inode)
-                account = _UNREGISTERED if zone is None else zone.name
+                account = UNREGISTERED if zone is None else zone.name
                 conn = _Connection(peer, writer, account)
-                refusal = self._admit(account)
+                refusal = self._admission.admit(account, len(self._conns))
                 if refusal is not None:
-                    log.info("refused a connection of pid %d: %s", peer.pid, refusal)
+                    log.info("refused a connection of pid %d: %s", peer.pid, refusal[0])
                     if self.observer is not None:
-                        self.observer.refused(
-                            "total" if len(self._conns) > self.limits.max_connections
-                            else "unregistered" if account == _UNREGISTERED else "per_zone")
-                    await self._send(conn, encode_error(refusal))
+                        self.observer.refused(refusal[1])
+                    await self._send(conn, encode_error(refusal[0]))
                     return
                 try:
                     await self._read_loop(conn, reader)
                 finally:
-                    self._per_zone[account] -= 1
-                    if not self._per_zone[account]:
-                        del self._per_zone[account]
+                    self._admission.release(account)
             finally:
                 peer.close()
         except (ConnectionError, asyncio.CancelledError, TimeoutError):
@@ -231,29 +174,10 @@ class Server:
             self._conns.discard(task)
             writer.close()
 
-    def _admit(self, account: str) -> LimitExceeded | None:
-        """Count the connection in, or refuse it. Every refusal reads the same to a zone,
-        whichever limit it hit, so it cannot tell how many connections other zones hold."""
-        if account == _UNREGISTERED:
-            share = self.limits.max_unregistered
-        else:
-            share = self.limits.max_connections_per_zone
-        if len(self._conns) > self.limits.max_connections:
-            if account == GLOBAL_ZONE:  # the global zone may know what the host holds
-                return LimitExceeded("connections", self.limits.max_connections)
-            return LimitExceeded("connections", share)
-        if self._per_zone.get(account, 0) >= share:
-            if account == GLOBAL_ZONE:
-                return LimitExceeded("connections from this zone", share)
-            return LimitExceeded("connections", share)
-        self._per_zone[account] = self._per_zone.get(account, 0) + 1
-        return None
-
     async def _read_loop(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         frames = FrameBuffer(MAX_FRAME)
         loop = asyncio.get_running_loop()
-        timeout = (self.limits.unregistered_idle_timeout if conn.account == _UNREGISTERED
-                   else self.limits.idle_timeout)
+        timeout = self.limits.idle_timeout_for(conn.account)
         held = 0  # this connection's share of its zone's unfinished-frame bytes
         try:
             while True:
@@ -271,22 +195,18 @@ class Server:
                     log.info("closing connection of pid %d: frame over %d bytes",
                              conn.peer.pid, MAX_FRAME)
                     return
-                total = self._partial.get(conn.account, 0) - held + frames.pending
-                self._partial[conn.account], held = total, frames.pending
-                if total > self.limits.partial_bytes_per_zone:
-                    log.info("closing connection of pid %d: its zone holds %d bytes of "
-                             "unfinished frames", conn.peer.pid, total)
+                fits = self._admission.hold_partial(conn.account, held, frames.pending)
+                held = frames.pending
+                if not fits:
+                    log.info("closing connection of pid %d: its zone holds too many bytes of "
+                             "unfinished frames", conn.peer.pid)
                     return
                 for frame in batch:
                     await self._handle_frame(conn, frame)
                     if conn.closed:
                         return
         finally:
-            left = self._partial.get(conn.account, 0) - held
-            if left > 0:
-                self._partial[conn.account] = left
-            else:
-                self._partial.pop(conn.account, None)
+            self._admission.hold_partial(conn.account, held, 0)
 
     async def _send(self, conn: _Connection, data: bytes) -> None:
         if conn.closed:
@@ -359,7 +279,8 @@ class Server:
     async def _dispatch(self, conn: _Connection, call: Call) -> bytes | None:
         interface, _, name = call.method.rpartition(".")
         if interface == SERVICE:
-            return self._service_call(name, call)
+            return service_call(name, call, version=self.version,
+                                description=self._description)
         if interface != INTERFACE:
             raise InterfaceNotFound(interface)
         spec = METHODS.get(name)
@@ -378,23 +299,6 @@ class Server:
         # Shielded: a disconnect (our task cancelled) never stops a started request.
         result = await asyncio.shield(task)
         return encode_reply(result)
-
-    def _service_call(self, name: str, call: Call) -> bytes:
-        if name == "GetInfo":
-            decode_parameters(call.parameters, _NoParams)
-            return encode_reply({
-                "vendor": "linkbroker", "product": "linkbrokerd", "version": self.version,
-                "url": "https://github.com/linkbroker/linkbroker",
-                "interfaces": [SERVICE, INTERFACE],
-            })
-        if name == "GetInterfaceDescription":
-            p = decode_parameters(call.parameters, _InterfaceParams)
-            if p.interface == INTERFACE:
-                return encode_reply({"description": self._description})
-            if p.interface == SERVICE:
-                return encode_reply({"description": _SERVICE_DESCRIPTION})
-            raise InterfaceNotFound(p.interface)
-        raise MethodNotFound(call.method)
 
     async def _stream(self, conn: _Connection, caller: Caller, call: Call,
                       params: msgspec.Struct) -> None:
@@ -417,31 +321,6 @@ class Server:
                     return
         finally:
             self.broker.events.unsubscribe(sub)
-
-
-class _NoParams(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-# Besides connections: zones' namespace fds and netlink sockets, SQLite, monitors, helpers.
-_FD_HEADROOM = 4096
-
-
-def raise_fd_limit(limits: Limits) -> int:
-    """Raise RLIMIT_NOFILE's soft limit as far as the connection limits need (each connection
-    holds its socket and its caller's namespace): at the usual soft 1,024, EMFILE would break
-    accepting and identifying callers long before `max_connections`. Returns the new limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 2 * limits.max_connections + _FD_HEADROOM
-    if hard != resource.RLIM_INFINITY:
-        want = min(want, hard)
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        soft = want
-    if soft < 2 * limits.max_connections + _FD_HEADROOM:
-        log.warning("RLIMIT_NOFILE is %d: fewer than --max-connections %d need", soft,
-                    limits.max_connections)
-    return soft
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -88,12 +88,24 @@ _encode = msgspec.json.Encoder().encode
 # BootZone's cni_container: a CNI container ID as the spec allows them.
 _CNI_CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,255}")
 
+def _same_link_class(link: LinkRecord, k: KernelLink) -> bool:
+    """Whether a table row and a kernel link may be the same link. A row stored as phys
+    before kinds without a module became `other` (issue 14) is corrected in place, ID kept."""
+    cls = classify(k.kind, k.tun_tap)
+    if link.cls == "phys" and cls == "other":
+        link.cls, link.kind = "other", k.kind
+        return True
+    return cls in (link.cls, "phys")
+
+
 def _snapshot(link: LinkRecord) -> LinkRecord:
     return LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
 
 
 # Classes the kernel will not move between namespaces (NETIF_F_NETNS_LOCAL).
 NETNS_LOCAL = frozenset({"bridge"})
+# Classes other links join as ports through `master` (a bond's ports: dladm's aggr links).
+MASTER_CLASSES = frozenset({"bridge", "bond"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +183,12 @@ class Broker:
 
     def record_from_kernel(self, zone: str, owner: str, k: KernelLink,
                            link_id: int) -> LinkRecord:
+        cls = classify(k.kind, k.tun_tap)
         return LinkRecord(
-            id=link_id, name=k.name, cls=classify(k.kind, k.tun_tap), zone=zone, owner=owner,
+            id=link_id, name=k.name, cls=cls, zone=zone, owner=owner,
             ifindex=k.ifindex, mac=k.mac, mtu=k.mtu, up=k.up, mode=k.mode, vni=k.vni,
             remote=k.remote, local=k.local, port=k.port,
+            kind=k.kind if cls == "other" else None,
         )
 
     def refresh(self, link: LinkRecord, k: KernelLink) -> None:
@@ -207,8 +221,8 @@ class Broker:
     # ---- read methods ----------------------------------------------------------------------
 
     async def who_am_i(self, caller: Caller, _: Empty) -> WhoAmIReply:
-        return WhoAmIReply(zone=home_zone(caller.zone), uid=caller.uid, gid=caller.gid, pid=caller.pid,
-                           authorizations=sorted(caller.authorizations))
+        return WhoAmIReply(zone=home_zone(caller.zone), uid=caller.uid, gid=caller.gid,
+                           pid=caller.pid, authorizations=sorted(caller.authorizations))
 
     async def list_zones(self, caller: Caller, _: Empty) -> ZonesReply:
         if caller.zone == GLOBAL_ZONE:
@@ -268,6 +282,8 @@ class Broker:
         if spec.peer is not None:
             validate_link_name(spec.peer)
         zone = target_zone(caller.zone, spec.zone, self.zones)
+        # zone_policy: the global zone asks to be held to the policy `zone` itself would face.
+        asker = zone if spec.zone_policy and caller.zone == GLOBAL_ZONE else caller.zone
         if spec.uplink is None:
             peer_zone = target_zone(caller.zone, spec.peer_zone or zone, self.zones)
         elif spec.peer is not None and caller.zone != GLOBAL_ZONE:
@@ -277,13 +293,15 @@ class Broker:
             peer_zone = GLOBAL_ZONE
             # Refused before any lock: a zone's probe of the host's bridges must not queue
             # behind (or time) the global zone's writes.
-            self._attachable_bridge(caller.zone, spec.uplink)
+            self._attachable_bridge(asker, spec.uplink)
         async with self._locked(zone, peer_zone):
             uplink = None
             if spec.uplink is not None:
-                uplink = self._attachable_bridge(caller.zone, spec.uplink)  # still there?
+                uplink = self._attachable_bridge(asker, spec.uplink)  # still there?
                 if spec.peer is None:
                     spec = msgspec.structs.replace(spec, peer=self._random_global_name("lbu"))
+            if spec.parent is not None and asker != caller.zone:
+                self._check_zone_parent(asker, spec.parent)
             for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
                 if name is not None and self.links.name_taken(z, name):
                     raise LinkExists(name)
@@ -303,6 +321,19 @@ class Broker:
                 raise KernelError(exc.errno, exc.message.replace(
                     spec.peer, "the uplink's host end")) from None
             return LinkReply(link=self._view(caller.zone, link))
+
+    def _check_zone_parent(self, zone: str, name: str) -> None:
+        """Under zone_policy, a parent in the global zone must be one the policy hands to
+        zones: a phys link listed in [assign] phys, or a bridge `zone` may attach to. A
+        macvlan (passthru above all) over anything else would take another's traffic."""
+        if self.links.find(zone, name) is not None:
+            return  # the zone's own link
+        parent = self.links.find(GLOBAL_ZONE, name)
+        if parent is None:
+            raise LinkNotFound(name)
+        if not ((parent.cls == "phys" and self.policy.phys_assignable(name))
+                or (parent.cls == "bridge" and self.policy.bridge_attachable(name, zone))):
+            raise PermissionDenied("CreateLink", "link.assign")
 
     def _attachable_bridge(self, caller: str, name: str) -> LinkRecord:
         """A global bridge the caller may put a port on. Anything else is LinkNotFound, the
@@ -325,7 +356,7 @@ class Broker:
             parent = self._resolve_in(owner, zone, spec.parent, global_too=True)
         if spec.master is not None:
             master = self._resolve_in(owner, zone, spec.master, global_too=False)
-            if master.cls != "bridge":
+            if master.cls not in MASTER_CLASSES:
                 raise InvalidParameter("link.master")
         resolved = Resolved(
             parent_ifindex=parent.ifindex if parent else None,
@@ -399,6 +430,9 @@ class Broker:
 
         link = self.record_from_kernel(zone, owner, made, link_id)
         link.cls = spec.class_
+        for name in ("mode", "vni", "remote", "local", "vid", "protocol", "miimon", "ttl"):
+            if getattr(link, name) is None:  # not decoded from the kernel's reply: as asked
+                setattr(link, name, getattr(spec, name))
         link.persistent = bool(spec.persistent)
         link.parent_id = parent.id if parent else None
         link.master_id = master.id if master else None
@@ -444,7 +478,8 @@ class Broker:
                 peer_zone=peer.zone if peer else None,
                 parent=parent.name if parent else None, mode=link.mode, vni=link.vni,
                 remote=link.remote, local=link.local, port=link.port,
-                master=master.name if master else None,
+                master=master.name if master else None, vid=link.vid,
+                protocol=link.protocol, miimon=link.miimon, ttl=link.ttl,
             ), peer.master_id if peer else None))
             seen.update(rec.id for rec in plans[-1][0])
         errors: list[str] = []
@@ -570,7 +605,7 @@ class Broker:
                 master = self.links.find(link.zone, p.master)
                 if master is None:
                     raise LinkNotFound(p.master)
-                if master.cls != "bridge" or master is link:
+                if master.cls not in MASTER_CLASSES or master is link:
                     raise InvalidParameter("master")
             attrs: dict[str, object] = {}
             if p.mtu is not None:
@@ -603,6 +638,9 @@ class Broker:
         zone = target_zone(caller.zone, p.zone, self.zones)
         if link.cls in NETNS_LOCAL:
             raise Unsupported(f"assigning a {link.cls}: the kernel cannot move it between zones")
+        if link.cls == "other":
+            # A kernel kind the broker does not know: never lent, least of all as phys.
+            raise Unsupported(f"assigning a link of kernel kind {link.kind or 'unknown'}")
         if link.cls == "phys" and not self.policy.phys_assignable(link.name):
             raise PermissionDenied("AssignLink", "link.assign")
         async with self._locked(GLOBAL_ZONE, zone):
@@ -786,7 +824,7 @@ class Broker:
         links = self.links.in_zone(zone)
         for link in links:
             k = by_index.get(link.ifindex) if link.present and link.ifindex else None
-            if k is not None and classify(k.kind, k.tun_tap) in (link.cls, "phys"):
+            if k is not None and _same_link_class(link, k):
                 matched[link.id] = k
         taken = {k.ifindex for k in matched.values()}
         for link in links:
@@ -794,7 +832,7 @@ class Broker:
                 continue
             k = by_name.get(link.name)
             if (k is not None and k.ifindex not in taken
-                    and classify(k.kind, k.tun_tap) in (link.cls, "phys")):
+                    and _same_link_class(link, k)):
                 matched[link.id] = k
                 taken.add(k.ifindex)
         stale = [link for link in links if link.id not in matched and not link.persistent]
