@@ -877,7 +877,8 @@ class Broker:
 
         assert zone.pid is not None
         try:
-            result = await asyncio.to_thread(attach_socket, self.socket_path, zone.pid)
+            result = await asyncio.to_thread(attach_socket, self.socket_path, zone.pid,
+                                            pid_start=zone.pid_start)
         except Exception as exc:
             log.warning("zone %s: socket not attached: %s", zone.name, exc)
             return False
@@ -923,7 +924,7 @@ class Broker:
                 try:
                     from zones.attach import detach_socket
 
-                    await asyncio.to_thread(detach_socket, zone.pid)
+                    await asyncio.to_thread(detach_socket, zone.pid, pid_start=zone.pid_start)
                 except Exception as exc:
                     errors.append(f"detach socket: {exc}")
                 zone.attached = False

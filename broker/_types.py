@@ -119,6 +119,9 @@ class LinkSpec(_Wire):
     port: int | None = None
     master: str | None = None
     uplink: str | None = None
+    # Added (issue 12): the global zone asks the broker to hold this request to the policy the
+    # target zone itself would face; linkbroker-agent sets it for every label-made link.
+    zone_policy: bool | None = None
 
 
 class Zone(_Reply):
