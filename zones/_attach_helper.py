@@ -6,8 +6,17 @@ fd to this fresh process, which joins the zone's mount namespace and mounts it t
 
 Rules this module keeps:
 
-* Both the zone's root (``/proc/PID/root``) and its mount namespace are opened before joining, and
-  a pidfd taken first proves both belong to one live process, not a recycled pid.
+* The zone's process comes as a pidfd the broker opened and checked (pid plus start time), never
+  as a bare pid. Its root (``/proc/PID/root``), mount namespace and mount table are opened
+  before joining, PID read from the pidfd's fdinfo, and the pidfd still being alive afterwards
+  proves all of them belong to that process, not to one that got its pid later.
+* A zone in the host's mount namespace is refused: the host is both our namespace and, when
+  the broker runs in a container of its own (compose), the initial one, /proc/1's. Mount IDs
+  are unique to a namespace, so one the zone's table shares with either is that namespace.
+  The peer groups checked below come from both tables too.
+* Python runs in the zone's mount namespace, where every file is the zone's: an audit hook,
+  armed right before setns, ends the helper (exit 70) at any import, exec, compile, dlopen,
+  spawn, or open of a .py/.pyc/.so/.pth file: zone-planted code never runs as host root.
 * Paths are resolved only below the zone's root, one component at a time, each relative to the fd
   of its already-checked parent, with symlinks and magic links refused by ``openat2``. What is
   unmounted or mounted is always named by an fd, never by a path the zone could swap.
@@ -18,8 +27,8 @@ Rules this module keeps:
 
 Usage (the only caller is :mod:`zones.attach`)::
 
-    python -m zones._attach_helper attach PID TARGET TREE_FD
-    python -m zones._attach_helper detach PID TARGET
+    python -m zones._attach_helper attach PIDFD TARGET TREE_FD
+    python -m zones._attach_helper detach PIDFD TARGET
 
 It prints one JSON object on one line: ``{"status": S, "reason": R}`` where S is ``attached``,
 ``detached``, ``absent``, ``refused``, ``gone`` or ``error``.
@@ -34,10 +43,11 @@ import signal
 import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from zones import _syscalls as sc
+from zones._audit_guard import arm_guard
 
 __all__ = ["main"]
 
@@ -99,10 +109,10 @@ def _mnt_id(proc_self: int, fd: int) -> int:
     raise OSError(errno.ENOTSUP, "no mnt_id in fdinfo")
 
 
-def _propagation(proc_self: int) -> dict[int, list[str]]:
-    """Map each mount ID of our current namespace to its tags (shared:N, master:N, ...)."""
+def _propagation(dir_fd: int, name: str = "mountinfo") -> dict[int, list[str]]:
+    """Map each mount ID of a mount table (ours by default) to its tags (shared:N, ...)."""
     tags: dict[int, list[str]] = {}
-    for line in _read_at(proc_self, "mountinfo").splitlines():
+    for line in _read_at(dir_fd, name).splitlines():
         fields = line.split()
         if "-" in fields:
             tags[int(fields[0])] = fields[6 : fields.index("-")]
@@ -113,30 +123,57 @@ def _groups(tags: list[str], prefixes: tuple[str, ...]) -> set[int]:
     return {int(tag.partition(":")[2]) for tag in tags if tag.startswith(prefixes)}
 
 
-def _enter_zone(pid: int) -> _Zone:
+def _pid_of(proc_self: int, pidfd: int) -> int:
+    """The pid a pidfd names in our pid namespace (fdinfo's Pid: -1 once it has exited)."""
+    for line in _read_at(proc_self, f"fdinfo/{pidfd}").splitlines():
+        key, _, value = line.partition(":")
+        if key == "Pid":
+            return int(value)
+    raise OSError(errno.ENOTSUP, "no Pid in a pidfd's fdinfo")
+
+
+def _host_tables(proc_self: int, proc: int) -> list[dict[int, list[str]]]:
+    """The mount tables a zone's mount must not share with: ours, and the initial mount
+    namespace's (/proc/1), which differs when the broker runs in a container of its own
+    (compose: pid: host, so /proc/1 is the host's init). A /proc/1 we may not read leaves
+    ours only: that is the case where the broker is not in a container, or sees no host."""
+    tables = [_propagation(proc_self)]
+    with suppress(PermissionError, FileNotFoundError, ProcessLookupError):
+        tables.append(_propagation(proc, "1/mountinfo"))
+    return tables
+
+
+def _enter_zone(pidfd: int) -> _Zone:
     proc_self = os.open("/proc/self", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    tables = _host_tables(proc_self, proc)
+    host_ids = {mount_id for table in tables for mount_id in table}
     host_groups = frozenset(
         group
-        for tags in _propagation(proc_self).values()
+        for table in tables
+        for tags in table.values()
         for group in _groups(tags, ("shared:", "master:"))
     )
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        raise _Outcome("gone", f"process {pid} is gone") from None
+    pid = _pid_of(proc_self, pidfd)
+    if pid <= 0:
+        raise _Outcome("gone", "the zone's process is gone")
     try:
         root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mnt_ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        # Both fds name the process the pidfd holds only if it is still alive now.
+        zone_ids = set(_propagation(proc, f"{pid}/mountinfo"))
+        # The fds and the table name the pidfd's process only if it is still alive now (so
+        # its pid was not reused in between).
         signal.pidfd_send_signal(pidfd, 0)
     except (FileNotFoundError, ProcessLookupError):
         raise _Outcome("gone", f"process {pid} is gone") from None
     finally:
-        os.close(pidfd)
+        os.close(proc)
     with _closing(mnt_ns):
         ns, own = os.fstat(mnt_ns), os.stat("ns/mnt", dir_fd=proc_self)
-        if (ns.st_dev, ns.st_ino) == (own.st_dev, own.st_ino):
+        # A mount ID belongs to one namespace: one seen in a host table is that namespace.
+        if (ns.st_dev, ns.st_ino) == (own.st_dev, own.st_ino) or zone_ids & host_ids:
             raise _refused("zone shares the host mount namespace")
+        arm_guard()
         try:
             sc.setns(mnt_ns, sc.CLONE_NEWNS)
         except OSError as exc:
@@ -271,12 +308,12 @@ def _plural(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
 
 
-def attach(pid: int, target: str, tree_fd: int) -> tuple[str, str | None]:
+def attach(pidfd: int, target: str, tree_fd: int) -> tuple[str, str | None]:
     tree = os.fstat(tree_fd)
     if not stat.S_ISSOCK(tree.st_mode):
         raise _Outcome("error", f"fd {tree_fd} is a {_kind(tree.st_mode)}, not a socket")
     parts = target.split("/")[1:]
-    zone = _enter_zone(pid)
+    zone = _enter_zone(pidfd)
     parent = _open_parent(zone, parts, create=True)
     if parent is None:
         raise _Outcome("error", f"could not create the directories of {target}")
@@ -313,10 +350,10 @@ def attach(pid: int, target: str, tree_fd: int) -> tuple[str, str | None]:
     return "attached", None
 
 
-def detach(pid: int, target: str) -> tuple[str, str | None]:
+def detach(pidfd: int, target: str) -> tuple[str, str | None]:
     parts = target.split("/")[1:]
     try:
-        zone = _enter_zone(pid)
+        zone = _enter_zone(pidfd)
         parent = _open_parent(zone, parts, create=False)
         if parent is None:
             return "absent", f"{target} does not exist"
@@ -340,7 +377,8 @@ def _run(argv: list[str]) -> tuple[str, str | None]:
         return attach(int(argv[1]), argv[2], int(argv[3]))
     if len(argv) == 3 and argv[0] == "detach":
         return detach(int(argv[1]), argv[2])
-    raise _Outcome("error", f"usage: attach PID TARGET TREE_FD | detach PID TARGET, got {argv}")
+    raise _Outcome("error",
+                   f"usage: attach PIDFD TARGET TREE_FD | detach PIDFD TARGET, got {argv}")
 
 
 def main(argv: list[str] | None = None) -> int:

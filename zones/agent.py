@@ -2,16 +2,21 @@
 
 It follows the Docker engine's event stream and turns labelled containers into zones:
 
-* a container that starts with the label ``io.linkbroker.zone=NAME`` is booted as zone NAME
-  (``BootZone(container=ID)``), then the links its labels declare are made for it;
-* a container that dies or stops has its zone halted (idempotent: the broker may have halted
-  it already, when the namespace vanished);
+* a container that starts with the label ``io.linkbroker.zone=NAME`` *given by the operator*
+  is booted as zone NAME (``BootZone(container=ID)``), then the links its labels declare are
+  made for it; labels that come with the image are ignored (:mod:`zones.agent_labels`);
+* a container that dies or stops has the container zone booted for *it* halted, and the links
+  the agent made for it deleted, by broker ID (:mod:`zones.agent_state`);
 * on start, and after every reconnection to the broker or the engine, it reconciles: labelled
   running containers that are not zones yet are booted, container zones whose container is
   gone are halted.
 
-It talks to the broker only through :mod:`broker.client` (the Varlink API), from the global
-zone, so it may create links in any zone. See :data:`LABELS_HELP` for the label scheme.
+It is a global-zone administrator acting on other people's words, so it is a careful deputy:
+it only ever creates new links (an existing name is ``LinkExists``, never adopted), asks the
+broker to hold each request to the policy the zone itself would face (``zone_policy``:
+``[bridges] attachable``, ``[assign] phys``), never boots or halts a zone that is not the
+container zone of the container at hand, and deletes only what it recorded making. See
+:data:`LABELS_HELP` for the label scheme.
 """
 
 from __future__ import annotations
@@ -30,144 +35,45 @@ from typing import Any
 
 from broker.client import (
     Client,
+    Link,
     LinkbrokerError,
-    LinkExists,
     LinkNotFound,
     LinkSpec,
     ZoneExists,
     ZoneNotFound,
     default_socket,
 )
+from zones.agent_docker import (
+    delete_made,
+    docker_from_env,
+    gc_bridges,
+    halting,
+    labels_of,
+    running_container,
+)
+from zones.agent_labels import (
+    LABELS_HELP,
+    ZONE_LABEL,
+    LabelError,
+    LinkDecl,
+    operator_labels,
+    parse_labels,
+)
+from zones.agent_state import AgentState
 
-__all__ = ["LABELS_HELP", "LinkDecl", "main", "parse_labels"]
+__all__ = ["LABELS_HELP", "LabelError", "LinkDecl", "main", "operator_labels", "parse_labels"]
 
 LOG = logging.getLogger("linkbroker-agent")
 
-ZONE_LABEL = "io.linkbroker.zone"
-LINK_PREFIX = "io.linkbroker.link."
-MAX_NAME = 15
 
-LABELS_HELP = """\
-label scheme (on the containers, read when they start):
-
-  io.linkbroker.zone=NAME
-      boot the container as zone NAME (1-15 bytes, Linux link-name rules).
-
-  io.linkbroker.link.IFNAME=veth[,bridge=BR][,host=HOSTNAME][,mtu=N][,addr=A/P]
-      a veth pair: its end IFNAME lives in the zone (lent by the global zone, owner global),
-      its peer HOSTNAME stays in the global zone. HOSTNAME defaults to lbZONE for eth0 and
-      lbZONE.IFNAME otherwise (at most 15 bytes; give host= when longer). With bridge=BR the
-      host end is made a port of bridge BR in the global zone; the agent creates BR (not
-      persistent) if missing and brings it up, and deletes it again when a zone it halts
-      leaves it with no port.
-
-  io.linkbroker.link.IFNAME=macvlan,parent=HOSTLINK[,mode=bridge][,mtu=N][,addr=A/P]
-      a macvlan IFNAME in the zone over the global zone's link HOSTLINK
-      (mode: private, vepa, bridge (default), passthru).
-
-  Both ends are brought up. addr= (an IPv4 or IPv6 address with prefix length) is set on the
-  zone's end, inside the container's network namespace. Every link the agent makes is
-  non-persistent: it goes away with the zone (a veth is destroyed with the container's
-  namespace, and its host end with it).
-
-examples:
-  io.linkbroker.zone=red
-  io.linkbroker.link.eth0=veth,bridge=lbbr0,addr=192.0.2.1/24
-  io.linkbroker.link.mv0=macvlan,parent=eth1,mode=bridge,mtu=1400
-"""
-
-_MACVLAN_MODES = ("private", "vepa", "bridge", "passthru")
-
-
-class LabelError(ValueError):
-    """A link label that cannot be understood."""
-
-
-@dataclass(frozen=True)
-class LinkDecl:
-    """One io.linkbroker.link.* label, parsed."""
-
-    ifname: str
-    cls: str
-    bridge: str | None = None
-    host: str | None = None
-    parent: str | None = None
-    mode: str | None = None
-    mtu: int | None = None
-    addr: str | None = None
-
-
-def _check_name(what: str, name: str) -> str:
-    raw = name.encode()
-    if not 1 <= len(raw) <= MAX_NAME or name in (".", "..") or any(
-        c in name for c in "/: \t\n\0"
-    ):
-        raise LabelError(f"{what} {name!r} is not a valid link name (1-15 bytes)")
-    return name
-
-
-def _parse_link(zone: str, ifname: str, value: str) -> LinkDecl:
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    if not parts:
-        raise LabelError(f"link {ifname}: empty label")
-    cls = parts[0]
-    opts: dict[str, str] = {}
-    for part in parts[1:]:
-        key, sep, val = part.partition("=")
-        if not sep or not val:
-            raise LabelError(f"link {ifname}: {part!r} is not key=value")
-        opts[key.strip()] = val.strip()
-    allowed = {"veth": {"bridge", "host", "mtu", "addr"},
-               "macvlan": {"parent", "mode", "mtu", "addr"}}
-    if cls not in allowed:
-        raise LabelError(f"link {ifname}: class {cls!r} not supported (veth, macvlan)")
-    unknown = set(opts) - allowed[cls]
-    if unknown:
-        raise LabelError(f"link {ifname}: unknown option(s) {', '.join(sorted(unknown))}")
-    mtu: int | None = None
-    if "mtu" in opts:
-        try:
-            mtu = int(opts["mtu"])
-        except ValueError:
-            raise LabelError(f"link {ifname}: mtu {opts['mtu']!r} is not a number") from None
-    addr = opts.get("addr")
-    if addr is not None and "/" not in addr:
-        raise LabelError(f"link {ifname}: addr {addr!r} needs a prefix length (A/P)")
-    _check_name("link", ifname)
-    if cls == "veth":
-        host = opts.get("host") or (f"lb{zone}" if ifname == "eth0" else f"lb{zone}.{ifname}")
-        _check_name("host end", host)
-        bridge = opts.get("bridge")
-        if bridge is not None:
-            _check_name("bridge", bridge)
-        return LinkDecl(ifname, cls, bridge=bridge, host=host, mtu=mtu, addr=addr)
-    parent = opts.get("parent")
-    if parent is None:
-        raise LabelError(f"link {ifname}: macvlan needs parent=HOSTLINK")
-    mode = opts.get("mode", "bridge")
-    if mode not in _MACVLAN_MODES:
-        raise LabelError(f"link {ifname}: mode {mode!r} not one of {', '.join(_MACVLAN_MODES)}")
-    return LinkDecl(ifname, cls, parent=_check_name("parent", parent), mode=mode, mtu=mtu,
-                    addr=addr)
-
-
-def parse_labels(labels: dict[str, str]) -> tuple[str | None, list[LinkDecl]]:
-    """(zone name or None, link declarations) from a container's labels."""
-    zone = labels.get(ZONE_LABEL)
-    if zone is None:
-        return None, []
-    _check_name("zone", zone)
-    decls = [
-        _parse_link(zone, key[len(LINK_PREFIX):], value)
-        for key, value in sorted(labels.items())
-        if key.startswith(LINK_PREFIX)
-    ]
-    return zone, decls
-
-
-def _set_address(pid: int, ifname: str, addr: str) -> None:
+def _set_address(pid: int, ifname: str, addr: str, netns_inode: int | None = None) -> None:
     """Add `addr` to `ifname` inside the network namespace of `pid` (no fork: a thread that
-    setns()es, zones._ns.run_in_netns, opens the netlink socket there)."""
+    setns()es, zones._ns.run_in_netns, opens the netlink socket there).
+
+    The namespace is entered through a pidfd, not /proc/PID: the pidfd names one process for
+    its whole life, so a pid recycled after the caller read it cannot be targeted unnoticed;
+    and the namespace entered must be the zone's (`netns_inode`, which the broker holds open,
+    so that inode cannot be reused meanwhile)."""
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -176,6 +82,9 @@ def _set_address(pid: int, ifname: str, addr: str) -> None:
     address, _, prefix = addr.partition("/")
 
     def add() -> None:
+        here = os.stat("/proc/thread-self/ns/net").st_ino
+        if netns_inode is not None and here != netns_inode:
+            raise LookupError(f"pid {pid} is not in the zone's network namespace any more")
         ipr: Any = IPRoute()
         try:
             index = ipr.link_lookup(ifname=ifname)
@@ -189,11 +98,11 @@ def _set_address(pid: int, ifname: str, addr: str) -> None:
         finally:
             ipr.close()
 
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    pidfd = os.pidfd_open(pid)
     try:
-        run_in_netns(fd, add)
+        run_in_netns(pidfd, add)  # setns(pidfd, CLONE_NEWNET): that very process's namespace
     finally:
-        os.close(fd)
+        os.close(pidfd)
 
 
 @dataclass
@@ -201,12 +110,9 @@ class Agent:
     socket: str
     docker_factory: Callable[[], Any]
     stop: threading.Event = field(default_factory=threading.Event)
-    # zone -> bridges its veth host ends were put on (for cleanup at halt)
-    _bridges: dict[str, set[str]] = field(default_factory=dict)
-    _hosts: dict[str, set[str]] = field(default_factory=dict)
+    state: AgentState = field(default_factory=AgentState)
     _broker_lost: bool = False
 
-    # -- broker ------------------------------------------------------------------------
     def client(self) -> Client:
         """A connection to the broker, retried with backoff until it answers (or stop)."""
         delay = 0.2
@@ -235,146 +141,121 @@ class Agent:
                     LOG.warning("broker connection lost (%s); reconnecting", exc)
         raise AssertionError("unreachable")
 
-    # -- zones -------------------------------------------------------------------------
     def boot(self, container_id: str, name: str, labels: dict[str, str], pid: int) -> None:
+        """Boot the container as the zone its (operator's) labels name and make its links."""
+        cid = container_id[:12]
         try:
             zone, decls = parse_labels(labels)
         except LabelError as exc:
-            LOG.error("container %s: bad labels: %s; not booted", container_id[:12], exc)
+            LOG.error("container %s: bad labels: %s; not booted", cid, exc)
             return
         if zone is None:
             return
         try:
             z = self._call(lambda c: c.boot_zone(zone, container=container_id))
-            LOG.info("booted zone %s for container %s (%s), attached=%s", zone,
-                     container_id[:12], name, z.attached)
+            LOG.info("booted zone %s for container %s (%s), attached=%s", zone, cid, name,
+                     z.attached)
         except ZoneExists:
-            existing = self._call(lambda c: c.get_zone(zone))
-            if existing.container not in (None, container_id):
-                LOG.error("zone %s exists for another container %s; container %s not booted",
-                          zone, (existing.container or "")[:12], container_id[:12])
+            z = self._call(lambda c: c.get_zone(zone))
+            if z.kind != "container" or z.container != container_id:
+                LOG.error("zone %s exists (%s%s); container %s gets nothing", zone, z.kind,
+                          f" of container {(z.container or '')[:12]}" if z.container else "",
+                          cid)
                 return
-            LOG.info("zone %s already booted for container %s", zone, container_id[:12])
+            LOG.info("zone %s already booted for container %s", zone, cid)
         except LinkbrokerError as exc:
-            LOG.error("boot of zone %s for container %s failed: %s", zone, container_id[:12],
-                      exc)
+            LOG.error("boot of zone %s for container %s failed: %s", zone, cid, exc)
             return
+        self.state.made_for(container_id, zone)
         for decl in decls:
             try:
-                self.make_link(zone, decl, pid)
+                self.make_link(container_id, zone, decl, pid, z.netns_inode)
             except (LinkbrokerError, OSError, LookupError) as exc:
-                LOG.error("zone %s: link %s failed: %s", zone, decl.ifname, exc)
+                LOG.error("zone %s: link %s not made: %s", zone, decl.ifname, exc)
 
-    def make_link(self, zone: str, decl: LinkDecl, pid: int) -> None:
+    def make_link(self, container_id: str, zone: str, decl: LinkDecl, pid: int,
+                  netns_inode: int | None = None) -> None:
+        """Create one declared link, as new links only, held to the zone's policy."""
         if decl.cls == "veth":
             assert decl.host is not None
             if decl.bridge is not None:
                 self.ensure_bridge(decl.bridge)
             spec = LinkSpec(name=decl.ifname, class_="veth", zone=zone, peer=decl.host,
-                            peer_zone="global", mtu=decl.mtu, up=True, persistent=False)
+                            peer_zone=None if decl.bridge else "global", uplink=decl.bridge,
+                            mtu=decl.mtu, up=True, persistent=False, zone_policy=True)
         else:
             spec = LinkSpec(name=decl.ifname, class_="macvlan", zone=zone, parent=decl.parent,
-                            mode=decl.mode, mtu=decl.mtu, up=True, persistent=False)
-        try:
-            self._call(lambda c: c.create_link(spec))
-            LOG.info("zone %s: created %s %s%s", zone, decl.cls, decl.ifname,
-                     f" (host end {decl.host})" if decl.host else "")
-        except LinkExists:
-            LOG.info("zone %s: %s %s already there", zone, decl.cls, decl.ifname)
-        self._call(lambda c: c.set_link_properties(decl.ifname, zone, up=True))
+                            mode=decl.mode, mtu=decl.mtu, up=True, persistent=False,
+                            zone_policy=True)
+        link: Link = self._call(lambda c: c.create_link(spec))
+        self.state.record(container_id, link.id)
+        LOG.info("zone %s: created %s %s%s", zone, decl.cls, decl.ifname,
+                 f" (host end {decl.host})" if decl.host else "")
         if decl.host is not None:
-            self._hosts.setdefault(zone, set()).add(decl.host)
             host = decl.host
-            bridge = decl.bridge
-            self._call(lambda c: c.set_link_properties(host, "global", up=True, master=bridge))
+            end: Link = self._call(lambda c: c.get_link(host, "global"))
+            if end.peer != decl.ifname or end.owner != "global":
+                raise LookupError(f"host end {host} is not the peer just made")
+            self.state.record(container_id, end.id)
+            if decl.bridge is None:
+                self._call(lambda c: c.set_link_properties(host, "global", up=True))
             LOG.info("zone %s: host end %s up%s", zone, host,
-                     f" on bridge {bridge}" if bridge else "")
-            if bridge is not None:
-                self._bridges.setdefault(zone, set()).add(bridge)
+                     f" on bridge {decl.bridge}" if decl.bridge else "")
         if decl.addr is not None:
-            _set_address(pid, decl.ifname, decl.addr)
+            _set_address(pid, decl.ifname, decl.addr, netns_inode)
             LOG.info("zone %s: address %s on %s", zone, decl.addr, decl.ifname)
 
     def ensure_bridge(self, bridge: str) -> None:
+        """A missing bridge is created (and recorded as the agent's); an existing one is used
+        as it is, never changed: whether the zone may attach to it is the broker's call."""
         try:
             self._call(lambda c: c.get_link(bridge, "global"))
+            return
         except LinkNotFound:
-            try:
-                self._call(lambda c: c.create_link(
-                    LinkSpec(name=bridge, class_="bridge", zone="global", up=True,
-                             persistent=False)))
-                LOG.info("created bridge %s in the global zone", bridge)
-            except LinkExists:
-                pass
-        self._call(lambda c: c.set_link_properties(bridge, "global", up=True))
+            pass
+        made: Link = self._call(lambda c: c.create_link(
+            LinkSpec(name=bridge, class_="bridge", zone="global", up=True, persistent=False)))
+        self.state.bridges.add(made.id)
+        self.state.save()
+        LOG.info("created bridge %s in the global zone", bridge)
 
-    def halt(self, zone: str, why: str, labels: dict[str, str] | None = None) -> None:
-        """Halt the zone, then remove what the agent made for it in the global zone: the host
-        ends of its veths (the pair goes with them, wherever the zone's end went at halt) and
-        the bridges left without a port."""
-        try:
-            self._call(lambda c: c.halt_zone(zone))
-            LOG.info("halted zone %s (%s)", zone, why)
-        except ZoneNotFound:
-            LOG.info("zone %s already halted (%s)", zone, why)
-        except LinkbrokerError as exc:
-            LOG.error("halt of zone %s failed: %s", zone, exc)
-        hosts = self._hosts.pop(zone, set())
-        bridges = self._bridges.pop(zone, set())
-        try:
-            _, decls = parse_labels(labels or {})
-        except LabelError:
-            decls = []
-        for decl in decls:
-            if decl.host is not None:
-                hosts.add(decl.host)
-            if decl.bridge is not None:
-                bridges.add(decl.bridge)
-        for host in sorted(hosts):
-            try:
-                self._delete_global(host)
-                LOG.info("zone %s: deleted veth host end %s", zone, host)
-            except LinkNotFound:
-                pass
-            except LinkbrokerError as exc:
-                LOG.error("zone %s: delete of host end %s failed: %s", zone, host, exc)
-        self._gc_bridges(bridges, hosts)
-
-    def _delete_global(self, name: str) -> None:
-        self._call(lambda c: c.delete_link(name, "global"))
-
-    def _gc_bridges(self, bridges: set[str], gone: set[str]) -> None:
-        """Delete these bridges where no port (but the host ends in `gone`) is left."""
-        for bridge in sorted(bridges):
-            if any(bridge in used for used in self._bridges.values()):
+    def halt_container(self, container_id: str, why: str) -> None:
+        """Halt the container zone booted for this container (no other zone), then delete the
+        links recorded as made for it and the agent's bridges left without a port."""
+        made = self.state.containers.get(container_id)
+        zones = self._call(lambda c: c.list_zones())
+        for zone in zones:
+            if zone.kind != "container" or zone.container != container_id:
                 continue
+            name = zone.name
             try:
-                links = self._call(lambda c: c.list_links(zone="global"))
-                ports = [lk.name for lk in links
-                         if lk.master == bridge and lk.name not in gone and lk.state != "absent"]
-                if ports:
-                    continue
-                self._delete_global(bridge)
-                LOG.info("deleted bridge %s: no port left", bridge)
-            except LinkNotFound:
-                pass
+                self._call(halting(name))
+                LOG.info("halted zone %s (%s)", name, why)
+            except ZoneNotFound:
+                LOG.info("zone %s already halted (%s)", name, why)
             except LinkbrokerError as exc:
-                LOG.error("cleanup of bridge %s failed: %s", bridge, exc)
+                LOG.error("halt of zone %s failed: %s", name, exc)
+        if made is not None:
+            delete_made(self._call, made.zone, made.links)
+            del self.state.containers[container_id]
+            self.state.save()
+        gc_bridges(self._call, self.state)
 
-    # -- docker ------------------------------------------------------------------------
     def reconcile(self, docker: Any) -> None:
         running: dict[str, tuple[str, dict[str, str], int]] = {}
         for c in docker.api.containers(filters={"label": ZONE_LABEL}):
             info = docker.api.inspect_container(c["Id"])
             state = info.get("State", {})
-            if state.get("Running") and int(state.get("Pid") or 0) > 0:
-                running[info["Id"]] = (info.get("Name", "").lstrip("/"),
-                                       info["Config"].get("Labels") or {}, int(state["Pid"]))
+            labels = labels_of(docker, info)
+            if state.get("Running") and int(state.get("Pid") or 0) > 0 and ZONE_LABEL in labels:
+                running[info["Id"]] = (info.get("Name", "").lstrip("/"), labels,
+                                       int(state["Pid"]))
         zones = self._call(lambda c: c.list_zones())
-        booted = {z.container: z.name for z in zones if z.kind == "container" and z.container}
-        for zone in zones:
-            if zone.kind == "container" and zone.container not in running:
-                self.halt(zone.name, "container gone", _labels_of(docker, zone.container))
+        booted = {z.container for z in zones if z.kind == "container" and z.container}
+        gone = {cid for cid in booted | set(self.state.containers)
+                if cid not in running and not running_container(docker, cid)}
+        for cid in sorted(gone):
+            self.halt_container(cid, "container gone")
         for cid, (name, labels, pid) in running.items():
             if cid not in booted:
                 self.boot(cid, name, labels, pid)
@@ -390,20 +271,10 @@ class Agent:
             docker = self.docker_factory()
             with Client(self.socket, timeout=5.0) as client:
                 zones = client.list_zones()
-            for zone in zones:
-                if zone.kind != "container" or not zone.container:
-                    continue
-                try:
-                    state = docker.api.inspect_container(zone.container).get("State", {})
-                except Exception:  # docker.errors.NotFound: gone
-                    state = {}
-                if not state.get("Running"):
-                    self.halt(zone.name, "container gone, at exit",
-                              _labels_of(docker, zone.container))
-            # Zones the broker halted on its own (namespace gone) before we heard of it.
-            listed = {zone.name for zone in zones}
-            for name in sorted((set(self._hosts) | set(self._bridges)) - listed):
-                self.halt(name, "halted meanwhile, at exit")
+            known = {z.container for z in zones if z.kind == "container" and z.container}
+            for cid in sorted(known | set(self.state.containers)):
+                if not running_container(docker, cid):
+                    self.halt_container(cid, "container gone, at exit")
         except Exception as exc:  # best effort: the engine or broker may be gone too
             LOG.warning("final sweep incomplete: %s", exc)
         finally:
@@ -416,10 +287,9 @@ class Agent:
         actor = event.get("Actor") or {}
         attrs: dict[str, str] = actor.get("Attributes") or {}
         cid = str(actor.get("ID") or event.get("id") or "")
-        zone = attrs.get(ZONE_LABEL)
-        if zone is None or not cid:
+        if not cid:
             return
-        if action == "start":
+        if action == "start" and ZONE_LABEL in attrs:
             try:
                 info = docker.api.inspect_container(cid)
             except Exception as exc:  # docker.errors.*: gone already
@@ -429,16 +299,12 @@ class Agent:
             pid = int(state.get("Pid") or 0)
             if not state.get("Running") or pid <= 0:
                 return
-            self.boot(cid, info.get("Name", "").lstrip("/"),
-                      info["Config"].get("Labels") or {}, pid)
-        elif action in ("die", "stop"):
-            try:
-                z = self._call(lambda c: c.get_zone(zone))
-            except ZoneNotFound:
-                z = None
-            if z is not None and z.container not in (None, cid):
-                return  # the name belongs to another container now
-            self.halt(zone, f"container {action}", attrs)
+            labels = labels_of(docker, info)
+            if ZONE_LABEL in labels:
+                self.boot(cid, info.get("Name", "").lstrip("/"), labels, pid)
+        elif action in ("die", "stop") and (ZONE_LABEL in attrs
+                                            or cid in self.state.containers):
+            self.halt_container(cid, f"container {action}")
 
     def events(self, docker: Any) -> Iterator[dict[str, Any]]:
         since = int(time.time()) - 1
@@ -493,23 +359,6 @@ class Agent:
         return 0
 
 
-def _labels_of(docker: Any, container: str | None) -> dict[str, str]:
-    """The labels of a container that may be gone ({} then)."""
-    if not container:
-        return {}
-    try:
-        info = docker.api.inspect_container(container)
-    except Exception:  # docker.errors.NotFound and the like: nothing to learn
-        return {}
-    return dict(info.get("Config", {}).get("Labels") or {})
-
-
-def _docker_from_env() -> Any:
-    import docker
-
-    return docker.from_env(timeout=30)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="linkbroker-agent",
@@ -520,11 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", default=None,
                         help="the broker's socket (default: $LINKBROKER_SOCKET or "
                              "/run/linkbroker/broker.sock)")
+    parser.add_argument("--state-file", default=None, metavar="FILE",
+                        help="where to record the IDs of the links the agent made, so a "
+                             "restarted agent still removes them (default: memory only)")
     parser.add_argument("--once", action="store_true", help="reconcile once and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="linkbroker-agent: %(levelname)s %(message)s")
-    agent = Agent(socket=default_socket(args.socket), docker_factory=_docker_from_env)
+    agent = Agent(socket=default_socket(args.socket), docker_factory=docker_from_env,
+                  state=AgentState.load(args.state_file))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         LOG.info("signal %d: exiting", signum)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -79,6 +80,34 @@ def _check_call(pid: int, target: str) -> None:
         raise ValueError(f"target must be an absolute path without . or .. parts: {target!r}")
 
 
+def _zone_pidfd(pid: int, pid_start: int | None) -> int | None:
+    """A pidfd of the zone's process, or None when it is gone.
+
+    The helper gets this fd, never the bare pid: a pidfd names one process for good. With
+    `pid_start` (field 22 of /proc/PID/stat, as the broker recorded at boot) it is checked to be
+    the process the zone was booted with, and alive after the check, so a pid recycled since is
+    noticed instead of targeted."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        if pid_start is not None:
+            from zones.handle import ZoneGone, pid_start_time
+
+            try:
+                if pid_start_time(pid) != pid_start:
+                    raise ZoneGone(f"process {pid} is another process now")
+            except ZoneGone:
+                os.close(pidfd)
+                return None
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
 def _run_helper(
     args: list[str], timeout: float, pass_fds: tuple[int, ...] = ()
 ) -> tuple[str, str | None]:
@@ -117,14 +146,30 @@ def _run_helper(
 
 
 def attach_socket(
-    host_socket: str, pid: int, target: str = ZONE_SOCKET_PATH, timeout: float = 10.0
+    host_socket: str,
+    pid: int,
+    target: str = ZONE_SOCKET_PATH,
+    timeout: float = 10.0,
+    *,
+    pid_start: int | None = None,
 ) -> AttachResult:
     """Bind-mount host_socket at target inside the root and mount namespace of pid.
 
     Idempotent: mounts already on the target (a stale broker socket, or this one) are detached
-    first, so exactly one mount is left.
+    first, so exactly one mount is left. `pid_start` (the zone's recorded start time) makes a
+    recycled pid an AttachError ("gone") rather than another process's namespace.
     """
     _check_call(pid, target)
+    pidfd = _zone_pidfd(pid, pid_start)
+    if pidfd is None:
+        raise AttachError(f"process {pid} is gone")
+    try:
+        return _attach(host_socket, pidfd, target, timeout)
+    finally:
+        os.close(pidfd)
+
+
+def _attach(host_socket: str, pidfd: int, target: str, timeout: float) -> AttachResult:
     try:
         tree = sc.open_tree(sc.AT_FDCWD, host_socket, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC)
     except OSError as exc:
@@ -142,7 +187,7 @@ def attach_socket(
             propagation=sc.MS_PRIVATE,
         )
         status, reason = _run_helper(
-            ["attach", str(pid), target, str(tree)], timeout, pass_fds=(tree,)
+            ["attach", str(pidfd), target, str(tree)], timeout, pass_fds=(tree, pidfd)
         )
     except OSError as exc:
         raise AttachError(f"cannot prepare the mount of {host_socket}: {exc.strerror}") from exc
@@ -155,7 +200,13 @@ def attach_socket(
     raise AttachError(reason or f"attach helper answered {status!r}")
 
 
-def detach_socket(pid: int, target: str = ZONE_SOCKET_PATH, timeout: float = 10.0) -> AttachResult:
+def detach_socket(
+    pid: int,
+    target: str = ZONE_SOCKET_PATH,
+    timeout: float = 10.0,
+    *,
+    pid_start: int | None = None,
+) -> AttachResult:
     """Detach every mount stacked on target in the zone of pid (the file left behind stays).
 
     Repeatable, like a CNI Del: a missing process, directory or mount is success, and so is a
@@ -164,7 +215,13 @@ def detach_socket(pid: int, target: str = ZONE_SOCKET_PATH, timeout: float = 10.
     ...", "process N is gone").
     """
     _check_call(pid, target)
-    status, reason = _run_helper(["detach", str(pid), target], timeout)
+    pidfd = _zone_pidfd(pid, pid_start)
+    if pidfd is None:
+        return AttachResult(attached=False, reason=f"process {pid} is gone")
+    try:
+        status, reason = _run_helper(["detach", str(pidfd), target], timeout, pass_fds=(pidfd,))
+    finally:
+        os.close(pidfd)
     if status in ("detached", "absent", "gone", "refused"):
         return AttachResult(attached=False, reason=reason)
     raise AttachError(reason or f"attach helper answered {status!r}")
