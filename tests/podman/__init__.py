@@ -1,0 +1,1 @@
+"""Helpers for the CNI plugin's tests: the plugin as a runtime execs it, and podman."""
