@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 AUTHORIZATIONS = ("link.read", "link.write", "link.assign", "zone.admin", "event.read",
-                  "zone.read", "addr.write")
+                  "zone.read", "addr.write", "link.protect")
 DEFAULT_POLICY_PATH = "/etc/linkbroker/policy.toml"
 ANY_ZONE = "*"
 """Spelling of "any zone" in the policy file, where the format allows it."""

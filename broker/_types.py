@@ -28,6 +28,7 @@ __all__ = [
     "EventKind",
     "EventReply",
     "GetLinkParams",
+    "GetLinkProtectionParams",
     "GetZoneParams",
     "HaltZoneParams",
     "Link",
@@ -39,6 +40,8 @@ __all__ = [
     "ListAddressesParams",
     "ListLinksParams",
     "ListRoutesParams",
+    "Protection",
+    "ProtectionReply",
     "ReclaimLinkParams",
     "RemoveAddressParams",
     "RemoveRouteParams",
@@ -47,6 +50,7 @@ __all__ = [
     "RouteReply",
     "RoutesReply",
     "SetLinkPropertiesParams",
+    "SetLinkProtectionParams",
     "SubscribeParams",
     "WhoAmIReply",
     "Zone",
@@ -163,6 +167,17 @@ class Route(_Reply):
     metric: int | None = None
 
 
+class Protection(_Reply):
+    """The `protection` property of a zone's link (added), dladm's: what the host lets
+    through from the zone's end. `mac` is the address mac-nospoof lets through."""
+
+    link: str
+    zone: str
+    protection: list[str]
+    allowed_ips: list[str]
+    mac: str | None = None
+
+
 class Event(_Reply):
     kind: str  # an EventKind; more may come
     zone: str
@@ -265,6 +280,18 @@ class RemoveAddressParams(_Wire):
     zone: str | None = None
 
 
+class SetLinkProtectionParams(_Wire):
+    name: str
+    protection: list[str]
+    zone: str | None = None
+    allowed_ips: list[str] | None = None
+
+
+class GetLinkProtectionParams(_Wire):
+    name: str
+    zone: str | None = None
+
+
 class ListRoutesParams(_Wire):
     zone: str | None = None
 
@@ -321,6 +348,10 @@ class AddressesReply(_Reply):
 
 class AddressReply(_Reply):
     address: Address
+
+
+class ProtectionReply(_Reply):
+    protection: Protection
 
 
 class RoutesReply(_Reply):
