@@ -46,7 +46,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs a
 PREFIX = f"lbt-attach-{os.urandom(4).hex()}"
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
 # Mount points that concurrent tests of other modules create and remove on the host.
-FOREIGN_MOUNTS = ("/run/netns/", "/var/run/netns/", "/run/docker/", "/var/lib/docker/")
+FOREIGN_MOUNTS = ("/run/netns/", "/var/run/netns/", "/run/docker/", "/var/lib/docker/",
+                  "/tmp/pytest-of-", "/var/lib/containers/", "/run/containers/",
+                  "/run/user/", "/var/run/containers/")
 
 # The zone process. argv: MODE ROOT PIVOT_ROOT_NR. MODE is "process" (tmpfs on /run), "pivot" or
 # "chroot" (into ROOT, bind-mounted on itself first), or "bare" (no mount at all). Everything it
@@ -174,7 +176,10 @@ class Zone:
         return Path(f"/proc/{self.pid}/root") / zone_path.lstrip("/")
 
     def mounts(self) -> list[str]:
-        return Path(f"/proc/{self.pid}/mountinfo").read_text().splitlines()
+        """The zone's mount table, less the copies of mounts other tests make on the host
+        meanwhile (a private copy still changes when, e.g., a namespace mount goes)."""
+        lines = Path(f"/proc/{self.pid}/mountinfo").read_text().splitlines()
+        return [line for line in lines if not line.split()[4].startswith(FOREIGN_MOUNTS)]
 
     def mounts_at(self, zone_path: str) -> list[str]:
         return [line for line in self.mounts() if line.split()[4] == zone_path]
@@ -637,3 +642,130 @@ def test_bad_arguments(server: Server, zone: Zone, workdir: Path) -> None:
     with pytest.raises(AttachError, match="cannot clone"):
         attach_socket(str(workdir / "missing.sock"), zone.pid)
     assert zone.mounts_at(ZONE_SOCKET_PATH) == []
+
+
+# Run by the import-guard test in a fresh interpreter, as the helper runs: joins the zone's
+# mount namespace through the helper's own _enter_zone, then imports a module that exists only
+# in the zone's mount namespace. argv: PID PLANT_DIR GUARD ("on" or "off").
+IMPORT_AFTER_SETNS = r"""
+import os, sys
+from zones import _attach_helper as helper
+pid, plant_dir, guard = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+if guard == "off":
+    helper.arm_guard = lambda: None  # the control: shows the plant works
+zone = helper._enter_zone(os.pidfd_open(pid))
+sys.path.insert(0, plant_dir)  # only now: a missing directory would be cached as such
+import lbt_planted
+print("imported", flush=True)
+"""
+
+
+def _run_import_after_setns(zone: Zone, plant_dir: str, guard: str
+                            ) -> subprocess.CompletedProcess[str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return subprocess.run(
+        [sys.executable, "-P", "-S", "-c", IMPORT_AFTER_SETNS, str(zone.pid), plant_dir, guard],
+        capture_output=True, text=True, timeout=30, check=False, cwd="/",
+        env={"PYTHONPATH": root, "LC_ALL": "C.UTF-8"},
+    )
+
+
+def test_import_after_joining_the_zone_is_refused(zone: Zone) -> None:
+    """Issue 12, finding 8: Python code the zone planted never runs as the host's root."""
+    plant_dir = f"/run/{PREFIX}-plant"  # on the zone's private /run: the host has no such dir
+    zone.path(plant_dir).mkdir()
+    marker = zone.path(plant_dir) / "executed"
+    zone.path(plant_dir).joinpath("lbt_planted.py").write_text(
+        f"open({str(Path(plant_dir) / 'executed')!r}, 'w').write('ran as host root')\n")
+    assert not Path(plant_dir).exists()
+
+    guarded = _run_import_after_setns(zone, plant_dir, "on")
+
+    assert guarded.returncode == 70, guarded
+    assert "import 'lbt_planted' refused inside the zone's mount namespace" in guarded.stderr
+    assert "imported" not in guarded.stdout
+    assert not marker.exists()
+
+    # The control: without the guard the same import does run the zone's file.
+    unguarded = _run_import_after_setns(zone, plant_dir, "off")
+    assert unguarded.returncode == 0 and "imported" in unguarded.stdout, unguarded
+    assert marker.read_text() == "ran as host root"
+
+
+def test_a_recycled_pid_is_not_targeted(server: Server, zone: Zone) -> None:
+    """The helper gets a pidfd checked against the start time the broker recorded: the same
+    pid number with another start time (a recycled pid) is "gone", and nothing is mounted."""
+    from zones.handle import pid_start_time
+
+    start = pid_start_time(zone.pid)
+    before = zone.mounts()
+    with pytest.raises(AttachError, match="is gone"):
+        attach_socket(str(server.path), zone.pid, pid_start=start + 1)
+    assert zone.mounts() == before
+    assert detach_socket(zone.pid, pid_start=start + 1) == AttachResult(
+        False, f"process {zone.pid} is gone")
+    assert attach_socket(str(server.path), zone.pid, pid_start=start).attached
+    assert zone.connect() == "ok first"
+    assert detach_socket(zone.pid, pid_start=start).attached is False
+
+
+# attach_socket run from a mount namespace of its own, as when the broker runs in a container
+# (compose): argv: SOCKET PID TARGET. Prints the result as "attached|reason".
+ATTACH_FROM_OWN_MNTNS = r"""
+import sys
+from zones.attach import attach_socket
+result = attach_socket(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+print(f"{result.attached}|{result.reason}", flush=True)
+"""
+
+
+def _attach_from_private_mntns(socket_path: str, pid: int, target: str) -> str:
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation=private", sys.executable, "-c",
+         ATTACH_FROM_OWN_MNTNS, socket_path, str(pid), target],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PYTHONPATH": root, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_broker_in_a_container_refuses_the_hosts_mount_namespace(
+        server: Server, workdir: Path) -> None:
+    """Issue 12, finding 8: with the broker in a mount namespace of its own, a zone in the
+    host's was "another namespace" to it, and the socket was mounted into the host's table."""
+    target = str(workdir / "hostns" / "broker.sock")
+    netns_only = subprocess.Popen(["unshare", "--net", "sleep", "60"])  # the host's mount ns
+    try:
+        host_before = host_mounts()
+
+        answer = _attach_from_private_mntns(str(server.path), netns_only.pid, target)
+
+        assert answer == "False|zone shares the host mount namespace"
+        assert host_mounts() == host_before
+        assert not (workdir / "hostns").exists()
+    finally:
+        netns_only.kill()
+        netns_only.wait(5)
+        if any(line.split()[4] == target for line in host_mounts()):  # the old hole, if back
+            subprocess.run(["umount", "-l", target], check=False, timeout=30)
+
+
+def test_broker_in_a_container_sees_the_hosts_peer_groups(
+        server: Server, workdir: Path) -> None:
+    """The propagation check takes the host's peer groups from /proc/1's table too: a zone
+    mount that is a peer of a host mount the broker's own namespace lacks is refused."""
+    with (
+        host_bind_mount(workdir / "shared", shared=True) as shared,
+        zone_process("bare", propagation="unchanged") as zone,
+    ):
+        target = str(shared / "lb" / "broker.sock")
+        host_before, zone_before = host_mounts(), zone.mounts()
+
+        answer = _attach_from_private_mntns(str(server.path), zone.pid, target)
+
+        assert answer.startswith("False|") and "propagate into the host" in answer, answer
+        assert host_mounts() == host_before
+        assert zone.mounts() == zone_before
+        assert not (shared / "lb" / "broker.sock").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zones.agent import LabelError, LinkDecl, parse_labels
+from zones.agent import LabelError, LinkDecl, operator_labels, parse_labels
 
 
 def test_unlabelled_container_is_no_zone() -> None:
@@ -48,3 +48,22 @@ def test_bad_labels(value: str) -> None:
 def test_host_end_too_long_needs_host() -> None:
     with pytest.raises(LabelError, match="host end"):
         parse_labels({"io.linkbroker.zone": "averylongzone1", "io.linkbroker.link.eth0": "veth"})
+
+
+def test_labels_that_come_with_the_image_are_not_orders() -> None:
+    image = {"io.linkbroker.zone": "evil", "io.linkbroker.link.eth0": "veth,host=eth0,bridge=x",
+             "org.opencontainers.image.title": "nice"}
+    # docker inspect merges the image's labels into the container's.
+    assert operator_labels(dict(image), image) == (
+        {}, ["io.linkbroker.link.eth0", "io.linkbroker.zone"])
+
+
+def test_operator_labels_count_even_over_an_image_key() -> None:
+    image = {"io.linkbroker.zone": "evil", "io.linkbroker.link.mv0": "macvlan,parent=eth0"}
+    container = {**image, "io.linkbroker.zone": "red",  # the operator's value wins
+                 "io.linkbroker.link.eth0": "veth,bridge=lbbr0", "other": "x"}
+    trusted, ignored = operator_labels(container, image)
+    assert trusted == {"io.linkbroker.zone": "red", "io.linkbroker.link.eth0": "veth,bridge=lbbr0"}
+    assert ignored == ["io.linkbroker.link.mv0"]
+    assert parse_labels(trusted) == ("red", [LinkDecl("eth0", "veth", bridge="lbbr0",
+                                                      host="lbred")])
