@@ -93,6 +93,8 @@ def _state(attrs: Mapping[str, Any]) -> tuple[int, int]:
 
 def _common(attrs: Mapping[str, Any]) -> list[Attr]:
     out: list[Attr] = []
+    if attrs.get("link") is not None:  # first, as iproute2 sends it (byte-comparable)
+        out.append(_u32(IFLA_LINK, attrs["link"]))
     if attrs.get("ifname") is not None:
         out.append(_str(IFLA_IFNAME, attrs["ifname"]))
     if attrs.get("mtu") is not None:
@@ -101,14 +103,14 @@ def _common(attrs: Mapping[str, Any]) -> list[Attr]:
         out.append(attr(IFLA_ADDRESS, _mac(attrs["address"])))
     if attrs.get("master") is not None:
         out.append(_u32(IFLA_MASTER, attrs["master"]))
-    if attrs.get("link") is not None:
-        out.append(_u32(IFLA_LINK, attrs["link"]))
     if attrs.get("net_ns_fd") is not None:
         out.append(_u32(IFLA_NET_NS_FD, attrs["net_ns_fd"]))
     return out
 
 
 def _kind_data(kind: str, attrs: Mapping[str, Any]) -> list[Attr]:
+    if attrs.get("info_data"):  # encoded by the kind itself (broker.kinds._nla)
+        return [attrs["info_data"]]
     if kind == "veth" and attrs.get("peer") is not None:
         peer = attrs["peer"]
         flags, change = _state(peer)
@@ -133,7 +135,7 @@ def _kind_data(kind: str, attrs: Mapping[str, Any]) -> list[Attr]:
 
 
 _KNOWN = frozenset({"ifname", "mtu", "address", "master", "link", "net_ns_fd", "state",
-                    "peer", "macvlan_mode", "macvtap_mode", *_VXLAN})
+                    "peer", "macvlan_mode", "macvtap_mode", "info_data", *_VXLAN})
 
 
 def link_attrs(attrs: Mapping[str, Any], kind: str | None = None
@@ -145,7 +147,7 @@ def link_attrs(attrs: Mapping[str, Any], kind: str | None = None
         raise ValueError(f"no netlink encoding for {sorted(unknown)}")
     out = _common(attrs)
     if kind is not None:
-        info = [_str(IFLA_INFO_KIND, kind)]
+        info = [attr(IFLA_INFO_KIND, kind.encode())]  # no NUL, as iproute2 sends it
         data = _kind_data(kind, attrs)
         if data:
             info.append(nested(IFLA_INFO_DATA, data))

@@ -16,6 +16,7 @@ from broker._types import Link, Zone
 __all__ = [
     "check_may_change",
     "find_link",
+    "halted_configuration",
     "link_view",
     "target_zone",
     "visible_links",
@@ -38,10 +39,22 @@ def target_zone(caller: str, zone: str | None, zones: ZoneTable) -> str:
 def find_link(
     caller: str, name: str, zone: str | None, links: LinkTable, zones: ZoneTable
 ) -> LinkRecord:
-    link = links.find(target_zone(caller, zone, zones), name)
+    if caller == GLOBAL_ZONE and zone is not None and halted_configuration(zone, links, zones):
+        where = zone  # the global zone reads and removes a halted zone's saved links
+    else:
+        where = target_zone(caller, zone, zones)
+    link = links.find(where, name)
     if link is None:
         raise LinkNotFound(name)
     return link
+
+
+def halted_configuration(zone: str, links: LinkTable, zones: ZoneTable) -> list[LinkRecord]:
+    """A zone that is not booted but still has persistent links in the configuration (all
+    absent); empty for a booted zone and for a name that has nothing."""
+    if zone == GLOBAL_ZONE or zones.get(zone) is not None:
+        return []
+    return links.in_zone(zone)
 
 
 def visible_links(
@@ -50,8 +63,8 @@ def visible_links(
     """A non-global zone's links; for the global zone, one zone's or (no zone) all of them."""
     if caller == GLOBAL_ZONE and zone is None:
         found = list(links)
-    elif caller == GLOBAL_ZONE and zone is not None and zones.get(zone) is None and (
-            configured := links.in_zone(zone)):
+    elif caller == GLOBAL_ZONE and zone is not None and (
+            configured := halted_configuration(zone, links, zones)):
         found = configured  # a halted zone's persistent configuration, all absent
     else:
         found = links.in_zone(target_zone(caller, zone, zones))
@@ -96,6 +109,11 @@ def link_view(caller: str, link: LinkRecord, links: LinkTable) -> Link:
         remote=link.remote,
         local=link.local,
         port=link.port,
+        vid=link.vid,
+        protocol=link.protocol,
+        miimon=link.miimon,
+        ttl=link.ttl,
+        kind=link.kind,
     )
 
 

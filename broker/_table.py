@@ -43,6 +43,12 @@ class LinkRecord:
     remote: str | None = None
     local: str | None = None
     port: int | None = None
+    # Added (issue 14): vlan, bond and tunnel parameters as asked; the kernel kind of `other`.
+    vid: int | None = None
+    protocol: str | None = None
+    miimon: int | None = None
+    ttl: int | None = None
+    kind: str | None = None
 
     @property
     def onloan(self) -> bool:

@@ -59,8 +59,13 @@ __all__ = [
     "ZonesReply",
 ]
 
-LinkClass = Literal["phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap"]
-CreatableClass = Literal["veth", "bridge", "macvlan", "macvtap", "vxlan", "tap"]
+LinkClass = Literal["phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap",
+                    # Added (issue 14): new classes, and `other` for kernel kinds without one.
+                    "vlan", "ipvlan", "bond", "dummy", "gre", "ipip", "wireguard", "geneve",
+                    "other"]
+CreatableClass = Literal["veth", "bridge", "macvlan", "macvtap", "vxlan", "tap",
+                         "vlan", "ipvlan", "bond", "dummy", "gre", "ipip", "wireguard",
+                         "geneve"]
 LinkState = Literal["up", "down", "absent"]
 ZoneKind = Literal["global", "netns", "process", "container"]
 EventKind = Literal[
@@ -70,7 +75,9 @@ EventKind = Literal[
     "address_added", "address_removed", "route_added", "route_removed",
 ]
 AddressFamily = Literal["inet", "inet6"]
-LINK_CLASSES: tuple[str, ...] = ("phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap")
+LINK_CLASSES: tuple[str, ...] = ("phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap",
+                                 "vlan", "ipvlan", "bond", "dummy", "gre", "ipip", "wireguard",
+                                 "geneve", "other")
 
 
 class _Wire(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, kw_only=True):
@@ -103,6 +110,13 @@ class Link(_Reply):
     remote: str | None = None
     local: str | None = None
     port: int | None = None
+    # Added (issue 14): vlan ID and protocol, bond miimon, gre/ipip ttl; `kind` is the
+    # kernel's kind string of a link of class other (e.g. "ifb").
+    vid: int | None = None
+    protocol: str | None = None
+    miimon: int | None = None
+    ttl: int | None = None
+    kind: str | None = None
 
 
 class LinkSpec(_Wire):
@@ -123,6 +137,12 @@ class LinkSpec(_Wire):
     port: int | None = None
     master: str | None = None
     uplink: str | None = None
+    # Added (issue 14): vlan (vid 1..4094, protocol 802.1q/802.1ad), bond (miimon ms),
+    # gre/ipip (ttl 0..255, 0 inherits).
+    vid: int | None = None
+    protocol: str | None = None
+    miimon: int | None = None
+    ttl: int | None = None
     # Added (issue 12): the global zone asks the broker to hold this request to the policy the
     # target zone itself would face; linkbroker-agent sets it for every label-made link.
     zone_policy: bool | None = None
@@ -227,6 +247,10 @@ class CreateLinkParams(_Wire):
 class DeleteLinkParams(_Wire):
     name: str
     zone: str | None = None
+    # Added (issue 14): remove only the active link and keep its configuration (temporary),
+    # or only the configuration and leave the active link (persistent). Neither: both.
+    temporary: bool | None = None
+    persistent: bool | None = None
 
 
 class RenameLinkParams(_Wire):

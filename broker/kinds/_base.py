@@ -18,10 +18,15 @@ from broker._types import LinkClass, LinkSpec
 __all__ = ["COMMON_FIELDS", "CreateRequest", "LinkKind", "Resolved", "classify"]
 
 # Fields every creatable class accepts; each kind names what it adds.
-COMMON_FIELDS = frozenset({"name", "class_", "zone", "persistent", "mtu", "mac", "up", "master"})
+COMMON_FIELDS = frozenset({"name", "class_", "zone", "persistent", "mtu", "mac", "up", "master",
+                           "zone_policy"})
 _OPTIONAL_SPEC_FIELDS = (
     "peer", "peer_zone", "parent", "mode", "vni", "remote", "local", "port", "uplink",
+    "vid", "protocol", "miimon", "ttl",
 )
+# Kernel kinds that are a contract class of the same name (each has a module in this package).
+_KERNEL_CLASSES = frozenset({"veth", "bridge", "macvlan", "macvtap", "vxlan", "vlan", "ipvlan",
+                             "bond", "dummy", "gre", "ipip", "wireguard", "geneve"})
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
@@ -43,12 +48,16 @@ class CreateRequest:
 
 
 def classify(kernel_kind: str | None, tun_tap: bool = False) -> LinkClass:
-    """The contract's class of a kernel link; anything the broker did not make is `phys`."""
-    if kernel_kind in ("veth", "bridge", "macvlan", "macvtap", "vxlan"):
+    """The contract's class of a kernel link. Only a link with no kernel kind at all (a NIC's
+    driver registers none) is `phys`; a kind without a module here is `other`, shown with
+    its kernel kind string, so an ifb or a TUN device is never taken for (or lent as) phys."""
+    if kernel_kind is None:
+        return "phys"
+    if kernel_kind in _KERNEL_CLASSES:
         return kernel_kind  # type: ignore[return-value]
     if kernel_kind == "tun" and tun_tap:
         return "tap"
-    return "phys"
+    return "other"
 
 
 class LinkKind(ABC):

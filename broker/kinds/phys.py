@@ -1,4 +1,4 @@
-"""phys: links the host had (or anything the broker did not make). They are adopted, never made."""
+"""phys: links with no kernel kind (NICs the host had). They are adopted, never made."""
 
 from __future__ import annotations
 
