@@ -535,13 +535,25 @@ class Broker:
                 await self._runtime(zone).netlink.delete(found.ifindex)
 
     async def delete_link(self, caller: Caller, p: DeleteLinkParams) -> Empty:
+        """Both the active link and its configuration; `temporary`: the active link only
+        (a persistent link stays, absent); `persistent`: the configuration only (an active
+        link stays, temporary; an absent one is gone)."""
+        if p.temporary and p.persistent:
+            raise InvalidParameter("persistent")
         link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
         check_may_change(caller.zone, link, lent_ok=False)
+        if p.persistent and not link.persistent:
+            raise InvalidParameter("persistent")  # it has no configuration to remove
         peer = self.links.get(link.peer_id)
         zones = [link.zone] + ([peer.zone] if peer else [])
         async with self._locked(*zones):
             if self.links.get(link.id) is not link:  # deleted while we waited
                 raise LinkNotFound(p.name)
+            if p.persistent:
+                self._unconfigure([link] + ([peer] if peer else []))
+                return Empty()
+            if p.temporary and link.persistent and not link.present:
+                raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")
             if link.present and link.ifindex is not None and link.zone in self.runtimes:
                 await self._runtime(link.zone).netlink.delete(link.ifindex)
             gone = [link] + ([peer] if peer else [])
@@ -554,6 +566,17 @@ class Broker:
             for rec in kept:
                 self._publish("link_changed", rec)
             return Empty()
+
+    def _unconfigure(self, saved: list[LinkRecord]) -> None:
+        """Take links out of the persistent configuration: active ones stay as temporary
+        links, absent ones (nothing but configuration) are gone."""
+        for rec in saved:
+            rec.persistent = False
+        self.store.put_links([rec for rec in saved if rec.present])
+        self._forget([rec for rec in saved if not rec.present])
+        for rec in saved:
+            if rec.present:
+                self._publish("link_changed", rec)
 
     async def _vanished_children(self, link: LinkRecord) -> list[LinkRecord]:
         """Links the kernel removed along with `link` (macvlans over it)."""
@@ -577,25 +600,13 @@ class Broker:
         validate_link_name(p.new_name)
         link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
         check_may_change(caller.zone, link, lent_ok=False)
-        """Both the active link and its configuration; `temporary`: the active link only
-        (a persistent link stays, absent); `persistent`: the configuration only (an active
-        link stays, temporary; an absent one is gone)."""
-        if p.temporary and p.persistent:
-            raise InvalidParameter("persistent")
         async with self._locked(link.zone):
             if self.links.get(link.id) is not link:
-        if p.persistent and not link.persistent:
-            raise InvalidParameter("persistent")  # it has no configuration to remove
                 raise LinkNotFound(p.name)
             if p.new_name == link.name:
                 return LinkReply(link=self._view(caller.zone, link))
             if self.links.name_taken(link.zone, p.new_name):
                 raise LinkExists(p.new_name)
-            if p.persistent:
-                self._unconfigure([link] + ([peer] if peer else []))
-                return Empty()
-            if p.temporary and link.persistent and not link.present:
-                raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")
             old = link.name
             if link.present and link.ifindex is not None:
                 await self._runtime(link.zone).netlink.set(
@@ -603,17 +614,6 @@ class Broker:
             self.links.place(link, link.zone, p.new_name)
             if link.home_name is not None and link.zone == GLOBAL_ZONE:
                 link.home_name = None
-    def _unconfigure(self, saved: list[LinkRecord]) -> None:
-        """Take links out of the persistent configuration: active ones stay as temporary
-        links, absent ones (nothing but configuration) are gone."""
-        for rec in saved:
-            rec.persistent = False
-        self.store.put_links([rec for rec in saved if rec.present])
-        self._forget([rec for rec in saved if not rec.present])
-        for rec in saved:
-            if rec.present:
-                self._publish("link_changed", rec)
-
             self.store.put_links([link])
             self._publish("link_renamed", link, old_name=old)
             return LinkReply(link=self._view(caller.zone, link))
