@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from broker import _nospoof as nospoof
 from broker._addrmsg import (
     RTM_DELADDR,
     RTM_DELROUTE,
@@ -313,8 +314,12 @@ async def remove_route(broker: Broker, caller: Caller, p: RemoveRouteParams) -> 
 
 
 def forget_links(broker: Broker, ids: Iterable[int]) -> None:
-    """Links gone for good take their persistent addresses and routes with them."""
-    broker.store.delete_link_configs(ids)
+    """Links gone for good take their persistent addresses and routes, and their protection
+    (its host rules too), with them."""
+    gone = set(ids)
+    protected = [i for i, _ in broker.store.protections() if i in gone]
+    broker.store.delete_link_configs(gone)
+    nospoof.forget(broker, protected)
 
 
 def _zones_touched(broker: Broker, zone: str) -> set[str]:
@@ -375,4 +380,9 @@ async def restore_configs(broker: Broker, zone: str) -> list[str]:
             errors.append(f"route to {cfg.destination}: {exc}")
             continue
         _publish(broker, "route_added", where, route=_static_view(where, spec, rlink, True))
+    if broker.store.protections():  # the links may be back, under new host-side ends
+        try:
+            await nospoof.rebuild(broker)
+        except LinkbrokerError as exc:
+            errors.append(f"protection rules: {exc}")
     return errors

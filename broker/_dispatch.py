@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from broker import _addresses as addresses
+from broker import _nospoof as nospoof
 from broker._service import Broker, Caller
 from broker._types import (
     AddAddressParams,
@@ -25,6 +26,7 @@ from broker._types import (
     DeleteLinkParams,
     Empty,
     GetLinkParams,
+    GetLinkProtectionParams,
     GetZoneParams,
     HaltZoneParams,
     ListAddressesParams,
@@ -35,6 +37,7 @@ from broker._types import (
     RemoveRouteParams,
     RenameLinkParams,
     SetLinkPropertiesParams,
+    SetLinkProtectionParams,
     SubscribeParams,
 )
 from zones.opener import open_zone
@@ -92,4 +95,9 @@ METHODS: dict[str, Method] = {
     "ListRoutes":        Method(ListRoutesParams,        "link.read",  addresses.list_routes),
     "AddRoute":          Method(AddRouteParams,          "addr.write", addresses.add_route),
     "RemoveRoute":       Method(RemoveRouteParams,       "addr.write", addresses.remove_route),
+    # Added: the protection property (broker._nospoof); link.protect is the host admin's.
+    "SetLinkProtection": Method(SetLinkProtectionParams, "link.protect",
+                                nospoof.set_link_protection),
+    "GetLinkProtection": Method(GetLinkProtectionParams, "link.read",
+                                nospoof.get_link_protection),
 }

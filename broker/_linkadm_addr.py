@@ -1,5 +1,5 @@
 """linkadm's ipadm verbs: create-addr, show-addr, delete-addr, add-route, show-route,
-delete-route.
+delete-route; and dladm's protection property: set-protection, show-protection.
 
 They talk to the broker's address and route methods (broker._addresses), so a zone with no
 capability at all configures its own IP stack through the socket, as it makes its links.
@@ -24,7 +24,7 @@ from broker._errors import (
     RouteExists,
     RouteNotFound,
 )
-from broker._types import Address, Route
+from broker._types import Address, Protection, Route
 from broker.client import Client
 
 __all__ = ["ADDR_FIELDS", "ROUTE_FIELDS", "add_verbs", "describe"]
@@ -45,6 +45,8 @@ examples:
   linkadm add-route 203.0.113.0/24 --link net0 --metric 10
   linkadm show-route --json
   linkadm delete-route default 198.51.100.1
+  linkadm set-protection -z red net0 -P mac-nospoof,ip-nospoof -a 198.51.100.2/32
+                                            (global zone) what the host lets through
 """
 
 Verb = Callable[[Client, argparse.Namespace], None]
@@ -127,6 +129,25 @@ def cmd_delete_route(c: Client, a: argparse.Namespace) -> None:
           metric=a.metric, zone=a.zone)
 
 
+def cmd_set_protection(c: Client, a: argparse.Namespace) -> None:
+    protection = [x for x in (a.protection or "").split(",") if x and x != "none"]
+    allowed = [x for x in (a.allowed_ips or "").split(",") if x]
+    reply = _call(c, "SetLinkProtection", name=a.link, zone=a.zone, protection=protection,
+                  allowed_ips=allowed or None)
+    if a.json:
+        _print_json(msgspec.convert(reply["protection"], Protection))
+
+
+def cmd_show_protection(c: Client, a: argparse.Namespace) -> None:
+    got = msgspec.convert(_call(c, "GetLinkProtection", name=a.link, zone=a.zone)[
+        "protection"], Protection)
+    row = {"link": got.link, "zone": got.zone,
+           "protection": ",".join(got.protection) or "--",
+           "allowed-ips": ",".join(got.allowed_ips) or "--", "mac": got.mac or "--"}
+    _show([row], got, a, ("link", "zone", "protection", "allowed-ips", "mac"),
+          ("link", "protection", "allowed-ips"))
+
+
 def describe(err: LinkbrokerError) -> str | None:
     """One line for the errors of these verbs; None for the others (linkadm's own)."""
     match err:
@@ -180,3 +201,16 @@ def add_verbs(add: AddVerb) -> None:
 
     p = add("show-route", cmd_show_route, "show the zone's routes (main table)", output=True)
     p.add_argument("-z", "--zone", help="the zone (global zone only)")
+
+    p = add("set-protection", cmd_set_protection, "set what the host lets through from a "
+            "zone's veth (needs link.protect: the global zone by default)")
+    p.add_argument("link")
+    p.add_argument("-z", "--zone", help="the link's zone")
+    p.add_argument("-P", "--protection", required=True, metavar="P,...",
+                   help="mac-nospoof, ip-nospoof, restricted, comma-separated; none clears")
+    p.add_argument("-a", "--allowed-ips", metavar="A/N,...",
+                   help="ip-nospoof: the networks the zone may send from")
+
+    p = add("show-protection", cmd_show_protection, "show a link's protection", output=True)
+    p.add_argument("link")
+    p.add_argument("-z", "--zone", help="the link's zone (global zone only)")

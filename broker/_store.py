@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS addr_configs (link_id INTEGER NOT NULL, zone TEXT NOT
     address TEXT NOT NULL, PRIMARY KEY (link_id, address));
 CREATE TABLE IF NOT EXISTS route_configs (zone TEXT NOT NULL, key TEXT NOT NULL,
     link_id INTEGER, body BLOB NOT NULL, PRIMARY KEY (zone, key));
+-- The `protection` link property (broker._nospoof), by link ID.
+CREATE TABLE IF NOT EXISTS protections (link_id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 """
 
 
@@ -208,3 +210,16 @@ class Store:
         with self.transaction():
             self._db.executemany("DELETE FROM addr_configs WHERE link_id=?", rows)
             self._db.executemany("DELETE FROM route_configs WHERE link_id=?", rows)
+            self._db.executemany("DELETE FROM protections WHERE link_id=?", rows)
+
+    def put_protection(self, link_id: int, body: bytes | None) -> None:
+        """Set (or, with None, clear) a link's protection property."""
+        with self.transaction():
+            if body is None:
+                self._db.execute("DELETE FROM protections WHERE link_id=?", (link_id,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO protections(link_id, body) "
+                                 "VALUES(?, ?)", (link_id, body))
+
+    def protections(self) -> list[tuple[int, bytes]]:
+        return list(self._db.execute("SELECT link_id, body FROM protections ORDER BY link_id"))

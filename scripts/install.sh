@@ -11,6 +11,8 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# nft: the host-side rules of the `protection` link property (broker/_nospoof.py).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # Test mode: podman (CNI backend), the reference CNI plugins (host-local, bridge) and a static
 # busybox for the image, which linkbroker-cni's tests and benchmark use (docs/cni.md).
 if [[ "${1:-}" == "test" ]]; then

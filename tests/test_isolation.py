@@ -71,8 +71,8 @@ LINK_CLASSES = ("phys", "veth", "bridge", "macvlan", "macvtap", "vxlan", "tap")
 LINK_FIELDS = frozenset({"id", "name", "class", "zone", "owner", "onloan", "persistent",
                          "state", "ifindex", "mac", "mtu", "peer"})
 DEFAULT_MTU = 1500
-ALL_AUTHORIZATIONS = ["addr.write", "event.read", "link.assign", "link.read", "link.write",
-                      "zone.admin", "zone.read"]
+ALL_AUTHORIZATIONS = ["addr.write", "event.read", "link.assign", "link.protect", "link.read",
+                      "link.write", "zone.admin", "zone.read"]
 ZONE_AUTHORIZATIONS = ["addr.write", "event.read", "link.read", "link.write"]
 IFNAMSIZ = 16
 # Addresses drawn for AddAddress/RemoveAddress: IPv4 only (the kernel keeps IPv4 addresses
