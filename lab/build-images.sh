@@ -209,7 +209,7 @@ assemble_context() {
     rm -f "$CONTEXT/wheels/.stamp"
     local -a items=()
     local item
-    for item in pyproject.toml README.md LICENSE broker zones; do
+    for item in pyproject.toml README.md LICENSE broker zones clients; do
         [[ -e $REPO/$item ]] && items+=("$item")
     done
     tar -C "$REPO" -c \
