@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from broker._errors import AddressExists, InvalidAddress, LinkNotFound, RouteNotFound
+from broker._errors import (
+    AddressExists,
+    InvalidAddress,
+    LinkNotFound,
+    PermissionDenied,
+    RouteNotFound,
+)
 from broker.client import LinkSpec
 from tests.conftest import BrokerProcess, ZoneCaller, run
 
@@ -327,3 +333,34 @@ def test_address_and_route_events_reach_only_their_zone_and_only_when_asked(
         for proc, _ in watchers.values():
             proc.kill()
             proc.wait(5)
+
+
+def test_the_policy_revokes_addr_write_on_its_own(
+        broker: BrokerProcess, tmp_path: Any, netns: Any, zone_caller: Any,
+        names: Any) -> None:
+    """addr.write is an authorization of its own: revoked, the zone reads but cannot write;
+    a zone that lost only link.write still configures addresses (docs/protocol.md)."""
+    from tests.test_policy_broker import start_with_policy
+
+    start_with_policy(broker, tmp_path, '[[rule]]\nzone = "noaddr"\nrevoke = ["addr.write"]\n'
+                      '[[rule]]\nzone = "nolinks"\nrevoke = ["link.write"]\n')
+    callers = {}
+    with broker.client() as gz:
+        for zone in ("noaddr", "nolinks"):
+            ns = netns(zone)
+            gz.boot_zone(zone, netns=ns)
+            link = names.link("v")
+            gz.create_link(LinkSpec(name=link, class_="tap", zone=zone))
+            callers[zone] = (zone_caller(ns), link)
+    caller, link = callers["noaddr"]
+    with pytest.raises(PermissionDenied) as err:
+        caller.call("AddAddress", link=link, address="198.51.100.1/24")
+    assert (err.value.method, err.value.authorization) == ("AddAddress", "addr.write")
+    with pytest.raises(PermissionDenied):
+        caller.call("AddRoute", destination="203.0.113.0/24", link=link)
+    assert caller.call("ListAddresses", link=link) == {"addresses": []}
+    caller, link = callers["nolinks"]
+    with pytest.raises(PermissionDenied):
+        caller.call("DeleteLink", name=link)
+    assert caller.call("AddAddress", link=link, address="198.51.100.1/24")["address"][
+        "address"] == "198.51.100.1/24"
