@@ -263,8 +263,12 @@ class Client:
     def create_link(self, spec: LinkSpec) -> Link:
         return _convert(self._call("CreateLink", link=msgspec.to_builtins(spec))["link"], Link)
 
-    def delete_link(self, name: str, zone: str | None = None) -> None:
-        self._call("DeleteLink", name=name, zone=zone)
+    def delete_link(self, name: str, zone: str | None = None, *, temporary: bool | None = None,
+                    persistent: bool | None = None) -> None:
+        """Both the active link and its configuration; `temporary`: the active link only;
+        `persistent`: the configuration only."""
+        self._call("DeleteLink", name=name, zone=zone, temporary=temporary,
+                   persistent=persistent)
 
     def rename_link(self, name: str, new_name: str, zone: str | None = None) -> Link:
         reply = self._call("RenameLink", name=name, new_name=new_name, zone=zone)

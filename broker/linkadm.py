@@ -10,13 +10,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from broker import _exits
 from broker import _linkadm_addr as addr
 from broker import _linkadm_topology as topology
+from broker._types import CreatableClass
 from broker._version import version
 from broker.client import (
     BrokerUnreachable,
@@ -164,13 +165,14 @@ def cmd_create_link(c: Client, a: argparse.Namespace) -> None:
         name=a.link, class_=a.cls, zone=a.zone, persistent=a.persistent or None, mtu=a.mtu,
         mac=a.mac, up=a.up or None, peer=a.peer, peer_zone=a.peer_zone, parent=a.parent,
         mode=a.mode, vni=a.vni, remote=a.remote, local=a.local, port=a.port, master=a.master,
-        uplink=a.uplink,
+        uplink=a.uplink, vid=a.vid, protocol=a.protocol, miimon=a.miimon, ttl=a.ttl,
     )
     _print_link(c.create_link(spec), a)
 
 
 def cmd_delete_link(c: Client, a: argparse.Namespace) -> None:
-    c.delete_link(a.link, a.zone)
+    c.delete_link(a.link, a.zone, temporary=a.temporary or None,
+                  persistent=a.persistent or None)
 
 
 def cmd_rename_link(c: Client, a: argparse.Namespace) -> None:
@@ -293,15 +295,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("create-link", cmd_create_link, "create a link")
     p.add_argument("link")
     p.add_argument("-c", "--class", dest="cls", required=True,
-                   choices=["veth", "bridge", "macvlan", "macvtap", "vxlan", "tap"])
+                   choices=list(get_args(CreatableClass)))
     p.add_argument("-z", "--zone", help="zone to create it in (global zone only)")
     p.add_argument("--peer", help="veth: name of the other end")
     p.add_argument("--peer-zone", help="veth: zone of the other end (global zone only)")
-    p.add_argument("--parent", help="macvlan/macvtap/vxlan: lower link")
-    p.add_argument("--mode", help="macvlan/macvtap: bridge, private, vepa or passthru")
-    p.add_argument("--vni", type=int, help="vxlan: VNI")
-    p.add_argument("--remote", help="vxlan: remote or group address")
-    p.add_argument("--local", help="vxlan: local address")
+    p.add_argument("--parent", help="macvlan/macvtap/vxlan/vlan/ipvlan: lower link")
+    p.add_argument("--mode", help="macvlan/macvtap: bridge, private, vepa or passthru; "
+                                  "ipvlan: l2, l3 or l3s; bond: balance-rr, active-backup, "
+                                  "balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb")
+    p.add_argument("--vni", type=int, help="vxlan/geneve: VNI")
+    p.add_argument("--remote", help="vxlan: remote or group address; geneve/gre/ipip: remote")
+    p.add_argument("--local", help="vxlan/gre/ipip: local address")
+    p.add_argument("--vid", type=int, help="vlan: VLAN ID (1-4094)")
+    p.add_argument("--protocol", choices=["802.1q", "802.1ad"], help="vlan: tag protocol")
+    p.add_argument("--miimon", type=int, help="bond: MII link monitoring interval (ms)")
+    p.add_argument("--ttl", type=int, help="gre/ipip: TTL (0, the default, inherits)")
     p.add_argument("--port", type=int, help="vxlan: UDP port (default 4789)")
     p.add_argument("--master", help="bridge (in the same zone) to make it a port of")
     p.add_argument("--uplink", metavar="BRIDGE",
@@ -310,11 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mtu", type=int)
     p.add_argument("--mac")
     p.add_argument("--up", action="store_true", help="bring it up")
-    p.add_argument("--persistent", action="store_true", help="re-create it when its zone boots")
+    lifetime = p.add_mutually_exclusive_group()
+    lifetime.add_argument("-t", "--temporary", action="store_true",
+                          help="the default: the link lasts until deleted or its zone halts")
+    lifetime.add_argument("-P", "--persistent", action="store_true",
+                          help="also save it in the configuration: re-created when its zone "
+                               "boots")
 
-    p = add("delete-link", cmd_delete_link, "delete a link this zone owns (a veth: both ends)")
+    p = add("delete-link", cmd_delete_link, "delete a link this zone owns (a veth: both ends); "
+            "without -t/-P, both the active link and its saved configuration")
     p.add_argument("link")
-    p.add_argument("-z", "--zone")
+    p.add_argument("-z", "--zone", help="its zone (global zone only; a halted zone's saved "
+                                        "links too)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("-t", "--temporary", action="store_true",
+                      help="remove the active link only; its saved configuration stays and it "
+                           "comes back when its zone boots")
+    only.add_argument("-P", "--persistent", action="store_true",
+                      help="remove the saved configuration only; the active link stays, "
+                           "temporary")
 
     p = add("rename-link", cmd_rename_link, "rename a link this zone owns")
     p.add_argument("link")
