@@ -80,6 +80,13 @@ def delete_made(call: Call, zone: str, ids: list[int]) -> None:
         link = next((lk for lk in call(lambda c: c.list_links()) if lk.id == link_id), None)
         if link is None:
             continue  # gone with its peer, or with the zone
+        if link.owner != "global":
+            # Everything the agent makes is the global zone's: a zone's own link under a
+            # recorded ID means the record is not this broker's (a state file outliving
+            # the broker's store). Never touch it.
+            LOG.error("zone %s: recorded ID %d is %s of zone %s, not the agent's; left alone",
+                      zone, link_id, link.name, link.owner)
+            continue
         name, where = link.name, link.zone
         try:
             call(deleting(name, where))

@@ -5,7 +5,10 @@ another zone's port). It records the broker IDs of the links it created for each
 of the bridges it created, and removes exactly those (IDs are never reused, so a recorded ID
 can only name what the agent made). The record is kept in a small JSON file, when given, so a
 restarted agent still cleans up after containers that stopped meanwhile; it is rewritten
-atomically (temporary file, fsync, rename) after every change.
+atomically (temporary file, fsync, rename) after every change. Keep it in the broker's state
+directory (the lab does): IDs are unique within one broker store, so the record must not
+outlive the store it came from (the agent also leaves alone any recorded ID that names a link
+a zone owns, which it could never have made).
 """
 
 from __future__ import annotations
