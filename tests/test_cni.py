@@ -34,8 +34,8 @@ def test_import_loads_no_daemon_module_and_no_pyroute2() -> None:
     assert "clients.cni.plugin" in loaded
     daemon = {m for m in loaded if m == "broker" or m.startswith(("broker.", "zones"))}
     assert daemon == set()
-    heavy = {"pyroute2", "msgspec", "subprocess", "socket", "typing", "hashlib",
-             "dataclasses", "asyncio", "sqlite3"}
+    heavy = {"pyroute2", "msgspec", "subprocess", "socket", "typing", "hashlib", "json",
+             "re", "enum", "dataclasses", "asyncio", "sqlite3"}
     assert loaded & heavy == set()
 
 

@@ -137,20 +137,30 @@ def _delete(b: Connection, name: str, zone: str) -> None:
 
 
 def detach(b: Connection, container_id: str, ifname: str, *, halt: bool = True) -> None:
-    """Remove the attachment and, once the zone has no link left, halt it. Anything already
-    gone is success (DEL never fails on that)."""
+    """Remove the attachment; anything already gone is success (DEL never fails on that).
+
+    The veth is deleted first (HaltZone would try to send a global-owned link home, as a
+    lent one); the zone is halted when that was its last link, and stays for the container's
+    other networks otherwise."""
     zone = zone_name(container_id)
-    _delete(b, host_end_name(container_id, ifname), GLOBAL)  # the veth: both ends
-    _delete(b, ifname, zone)  # in case the host end was renamed behind our back
-    if not halt:
-        return
+    host = host_end_name(container_id, ifname)
     try:
-        if b.call("GetZone", name=zone)["zone"].get("links"):
-            return  # another network's attachment still lives here
-        b.call("HaltZone", name=zone)
+        links = b.call("GetZone", name=zone)["zone"].get("links") or []
     except BrokerError as exc:
         if exc.name != "ZoneNotFound":
-            raise refused(exc, f"halt zone {zone}") from None
+            raise refused(exc, f"read zone {zone}") from None
+        _delete(b, host, GLOBAL)  # the zone went with its namespace: a host end left over?
+        return
+    if ifname in links:
+        _delete(b, ifname, zone)  # the veth: both ends
+    else:
+        _delete(b, host, GLOBAL)  # renamed inside the container: by its host end
+    if halt and set(links) <= {ifname}:
+        try:
+            b.call("HaltZone", name=zone)
+        except BrokerError as exc:
+            if exc.name != "ZoneNotFound":
+                raise refused(exc, f"halt zone {zone}") from None
 
 
 def undo_quietly(b: Connection, container_id: str, ifname: str, booted: bool) -> None:

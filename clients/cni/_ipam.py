@@ -9,9 +9,9 @@ two results are the same shape.
 
 from __future__ import annotations
 
-import json
 import os
 
+from clients.cni import _codec as json
 from clients.cni._spec import E_IPAM, CniError, NetConf
 
 TYPE_CHECKING = False  # `typing` costs milliseconds to import: for the checker only

@@ -8,7 +8,7 @@ environment, 6 undecodable config, 7 invalid config, 11 try again later, 50 not 
 
 from __future__ import annotations
 
-import json
+from clients.cni import _codec as json
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import: for the checker only
 if TYPE_CHECKING:

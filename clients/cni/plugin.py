@@ -9,11 +9,11 @@ lists; STATUS (1.1) says whether the broker will take an ADD; VERSION lists the 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from clients.cni import _attach as attach
+from clients.cni import _codec as json
 from clients.cni._ipam import delegate
 from clients.cni._names import HOST_END_STEM, ZONE_STEM, host_end_name, zone_name
 from clients.cni._spec import (
