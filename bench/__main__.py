@@ -9,6 +9,8 @@ Scenarios (each beside its baselines, in this run, reported as ratios):
          10-link zone, RSS, start-up
   mixed  a calm zone's ListLinks quiet and while 1 and 4 other zones churn veths; veth
          creates/s from 1 and 4 zones at once, beside raw RTM_NEWLINK
+  cni    linkbroker-cni ADD+DEL vs the reference bridge plugin + host-local, interleaved, and
+         where the plugin's time goes (python start, imports, host-local)
 Writes bench/results/results.json, bench/results/*.png and bench/results/profiles.txt; prints
 progress on stderr and the table on stdout. Needs root (namespaces) and, for the C floor, gcc.
 Everything it makes is prefixed `lbb` + 4 hex digits and removed at the end, even on failure.
@@ -32,6 +34,7 @@ from typing import Any
 
 from bench import _profile
 from bench._breakdown import breakdown, format_breakdown
+from bench._cni import cni_goals, cni_rows, run_cni
 from bench._common import BENCH_DIR, ROOT, Broker, Config, Lab, progress
 from bench._ident import run_ident
 from bench._mixed import mixed_goals, mixed_rows, run_mixed
@@ -42,7 +45,7 @@ from bench._write import run_write, write_goals, write_rows
 from broker._wire import encode_call
 from broker.client import Client, LinkSpec
 
-SCENARIOS = ("read", "ident", "write", "scale", "mixed")
+SCENARIOS = ("read", "ident", "write", "scale", "mixed", "cni")
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -181,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             if "mixed" in only:
                 results["mixed"] = run_mixed(lab, cfg, broker)
             broker.stop()
+        if "cni" in only:
+            results["cni"] = run_cni(lab, cfg)
         if "scale" in only:
             results["scale"] = run_scale(lab, cfg, profile=args.profile)
             path = results["scale"].get("profile")
@@ -213,9 +218,9 @@ def _nan(x: Any) -> Any:
 
 
 def _report(results: dict[str, Any], outdir: Path) -> int:
-    goal_list = goals(results) + write_goals(results) + mixed_goals(results)
+    goal_list = goals(results) + write_goals(results) + mixed_goals(results) + cni_goals(results)
     table = (rows(results, goal_list) + write_rows(results, goal_list)
-             + mixed_rows(results, goal_list))
+             + mixed_rows(results, goal_list) + cni_rows(results, goal_list))
     results["goals"] = [vars(g) for g in goal_list]
     results["table"] = [vars(r) for r in table]
     profiles = results.get("profiles", {})
