@@ -2,7 +2,7 @@
 
 Hypothesis draws sequences of calls (CreateLink, DeleteLink, RenameLink, SetLinkProperties,
 GetLink, ListLinks, ListZones, GetZone, WhoAmI, AssignLink, ReclaimLink, and since issue 13
-AddAddress, RemoveAddress, ListAddresses) from random zones:
+AddAddress, RemoveAddress, ListAddresses, AddRoute, RemoveRoute, ListRoutes) from random zones:
 the global zone (this process, on the host) and three netns zones (a `ZoneCaller` inside each
 namespace). Link names come from a pool of five, so clashes, `LinkExists` and the same name in
 several zones happen all the time. Every call is also answered by `Model`, a few dicts written
@@ -78,6 +78,9 @@ IFNAMSIZ = 16
 # Addresses drawn for AddAddress/RemoveAddress: IPv4 only (the kernel keeps IPv4 addresses
 # when a link goes down; IPv6 ones it may drop), and three the contract refuses.
 ADDRESSES = ("198.51.100.1/24", "198.51.100.2/24", "198.51.100.3/25")
+# Destinations of routes over a link (AddRoute, RemoveRoute, ListRoutes).
+DESTINATIONS = ("203.0.113.0/24", "203.0.113.128/25", "203.0.113.64/26")
+destinations = st.sampled_from(DESTINATIONS)
 BAD_ADDRESSES = ("198.51.100.1", "198.51.100.300/24", "127.0.0.1/8")
 addresses = st.sampled_from([*ADDRESSES * 3, *BAD_ADDRESSES])
 
@@ -222,6 +225,8 @@ class MLink:
     mac: str | None = None
     # IPv4 addresses put on it through the broker (the kernel drops them when it moves).
     addrs: set[str] = field(default_factory=set)
+    # Destinations of routes over it (the kernel drops them when it goes down or moves).
+    routes: set[str] = field(default_factory=set)
 
     @property
     def onloan(self) -> bool:
@@ -390,6 +395,8 @@ class Model:
         def commit() -> None:
             assert link is not None
             link.mtu = link.mtu if mtu is None else mtu
+            if up is False:
+                link.routes.clear()  # a link going down takes its routes with it
             link.up = link.up if up is None else up
             link.mac = link.mac if mac is None else mac
 
@@ -399,6 +406,7 @@ class Model:
         """The kernel takes a link down when it changes namespace, and its addresses go."""
         link.zone, link.name, link.up = zone, name, False
         link.addrs.clear()
+        link.routes.clear()
 
     # -- addresses (added with issue 13) --
     def add_address(self, caller: str, name: str, zone: str | None, address: str
@@ -433,6 +441,46 @@ class Model:
             link.addrs.discard(address)
 
         return Expect(commit=commit)
+
+    def add_route(self, caller: str, destination: str, name: str, zone: str | None
+                  ) -> Expect:
+        """A route over a link (no gateway): one per destination and zone (metric 0)."""
+        link, errs = self._find_in(caller, name, zone)
+        if link is not None:
+            if not link.up:
+                errs.append(Err("io.linkbroker.KernelError", {"errno": 100},
+                                frozenset({"message"})))  # ENETDOWN
+            if any(destination in x.routes for x in self.in_zone(link.zone)):
+                errs.append(Err("io.linkbroker.RouteExists", {"destination": destination}))
+        if errs or link is None:
+            return Expect(errs)
+
+        def commit() -> None:
+            assert link is not None
+            link.routes.add(destination)
+
+        return Expect(commit=commit, shape=("route", (link.key, destination)))
+
+    def remove_route(self, caller: str, destination: str, name: str, zone: str | None
+                     ) -> Expect:
+        link, errs = self._find_in(caller, name, zone)
+        if link is not None and destination not in link.routes:
+            errs.append(Err("io.linkbroker.RouteNotFound", {"destination": destination}))
+        if errs or link is None:
+            return Expect(errs)
+
+        def commit() -> None:
+            assert link is not None
+            link.routes.discard(destination)
+
+        return Expect(commit=commit)
+
+    def list_routes(self, caller: str, zone: str | None) -> Expect:
+        z, errs = self.resolve(caller, zone)
+        if z is None:
+            return Expect(errs)
+        return Expect(shape=("routes", (z, [(x.key, d) for x in self.in_zone(z)
+                                            for d in x.routes])))
 
     def list_addresses(self, caller: str, name: str | None, zone: str | None) -> Expect:
         if name is not None:
@@ -597,6 +645,13 @@ def kernel_addresses(ns: str | None, prefix: str) -> set[tuple[str, str]]:
             for a in d.get("addr_info", [])}
 
 
+def kernel_routes(ns: str | None, prefix: str) -> set[tuple[str, str]]:
+    """The kernel's word on the test's routes: (link name, destination)."""
+    cmd = ["ip", "-j", *(["-n", ns] if ns else []), "-4", "route", "show"]
+    return {(d["dev"], d["dst"]) for d in json.loads(run(*cmd).stdout)
+            if d.get("dev", "").startswith(prefix) and d.get("dst") in DESTINATIONS}
+
+
 def substitute(value: Any, mapping: dict[str, str], *, exact: bool) -> Any:
     """`value` with the strings of `mapping` replaced, in every nested dict and list: whole
     values only (`exact`, for call parameters) or anywhere inside a string (for replies)."""
@@ -743,6 +798,20 @@ class IsolationMachine(RuleBasedStateMachine):
         elif kind == "address":
             key, address = what
             self.check_address(caller, key, address, got["address"], where)
+        elif kind == "route":
+            key, destination = what
+            link = self.model.links[key]
+            route = {"destination": destination, "family": "inet", "zone": link.zone,
+                     "persistent": False, "protocol": "static", "link": link.name}
+            assert got["route"] == route, f"{where}: {got}, model {route}"
+        elif kind == "routes":
+            zone, held = what
+            shown = sorted((x["destination"], x.get("link")) for x in got["routes"]
+                           if x["destination"] in DESTINATIONS
+                           and self.lab.ours(x.get("link") or ""))
+            want_routes = sorted((d, self.model.links[k].name) for k, d in held)
+            assert shown == want_routes, f"{where}: broker lists {shown}, model {want_routes}"
+            assert all(x["zone"] == zone for x in got["routes"]), f"{where}: {got}"
         elif kind == "addresses":
             # The kernel's own (IPv6 link-local) and the host's addresses are not the test's.
             ours = [x for x in got["addresses"] if x["address"] in ADDRESSES]
@@ -849,6 +918,9 @@ class IsolationMachine(RuleBasedStateMachine):
                     held = kernel_addresses(ns, self.lab.prefix)
                     meant = {(x.name, a) for x in self.model.in_zone(zone) for a in x.addrs}
                     assert held == meant, f"addresses of zone {zone}: {held}, model {meant}"
+                    routes = kernel_routes(ns, self.lab.prefix)
+                    planned = {(x.name, d) for x in self.model.in_zone(zone) for d in x.routes}
+                    assert routes == planned, f"routes of zone {zone}: {routes}, {planned}"
         finally:
             self.reset_broker()
 
@@ -963,6 +1035,34 @@ class IsolationMachine(RuleBasedStateMachine):
         z = zone if caller == GLOBAL else None
         self.do(caller, "RemoveAddress", {"link": n, "zone": z, "address": address},
                 self.model.remove_address(caller, n, z, address))
+
+    @rule(caller=callers, where=link_zone_args, destination=destinations, data=st.data())
+    def add_route(self, caller: str, where: str | None, destination: str,
+                  data: st.DataObject) -> None:
+        n, zone = self.target(data, caller, where)
+        self.do(caller, "AddRoute", {"destination": destination, "link": n, "zone": zone},
+                self.model.add_route(caller, destination, n, zone))
+
+    @rule(caller=callers, where=link_zone_args, destination=destinations, data=st.data())
+    def remove_route(self, caller: str, where: str | None, destination: str,
+                     data: st.DataObject) -> None:
+        n, zone = self.target(data, caller, where)
+        self.do(caller, "RemoveRoute", {"destination": destination, "link": n, "zone": zone},
+                self.model.remove_route(caller, destination, n, zone))
+
+    @precondition(lambda self: any(x.routes for x in self.model.links.values()))
+    @rule(caller=callers, data=st.data())
+    def remove_held_route(self, caller: str, data: st.DataObject) -> None:
+        """RemoveRoute of a route the model holds, from any zone (rare by chance)."""
+        held = sorted((x.zone, x.name, d) for x in self.model.links.values() for d in x.routes)
+        zone, n, destination = data.draw(st.sampled_from(held), label="held route")
+        z = zone if caller == GLOBAL else None
+        self.do(caller, "RemoveRoute", {"destination": destination, "link": n, "zone": z},
+                self.model.remove_route(caller, destination, n, z))
+
+    @rule(caller=callers, zone=zone_args)
+    def list_routes(self, caller: str, zone: str | None) -> None:
+        self.do(caller, "ListRoutes", {"zone": zone}, self.model.list_routes(caller, zone))
 
     @rule(caller=callers, where=link_zone_args, one=st.booleans(), data=st.data())
     def list_addresses(self, caller: str, where: str | None, one: bool,
