@@ -242,3 +242,51 @@ def test_links_without_a_host_end_are_unsupported_and_bad_values_refused(
         finally:
             gz.delete_link(a, "red")
     assert not chain_exists(lab["id"])
+
+
+def test_root_of_its_own_user_namespace_cannot_spoof_either(
+        broker: BrokerProcess, lab: dict[str, Any], names: Any) -> None:
+    """The issue's attacker exactly: a zone whose network namespace belongs to its own user
+    namespace, where it is root with CAP_NET_ADMIN (and nothing in the host's)."""
+    zone = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "--fork",
+                             "sleep", "600"], stdin=subprocess.DEVNULL)
+    try:
+        pid = zone.pid
+        deadline = time.monotonic() + 5
+        child = None
+        while child is None and time.monotonic() < deadline:
+            kids = run("pgrep", "-P", str(pid), check=False).stdout.split()
+            child = int(kids[0]) if kids else None
+            time.sleep(0.02)
+        assert child is not None
+        uz, uh = names.link("uz"), names.link("uh")
+        with broker.client() as gz:
+            gz.boot_zone("userns", pid=child, attach=False)
+            gz.create_link(LinkSpec(name=uz, class_="veth", zone="userns", peer=uh,
+                                    peer_zone="global", up=True))
+            gz.set_link_properties(uh, master=lab["br"], up=True)
+            # The global zone addresses the zone's link through the broker, too.
+            gz.conn.call("io.linkbroker.AddAddress",
+                         {"link": uz, "zone": "userns", "address": "198.51.100.7/24"})
+            link_id = gz.get_link(uz, "userns").id
+            gz.conn.call("io.linkbroker.SetLinkProtection", {
+                "name": uz, "zone": "userns", "protection": ["ip-nospoof"],
+                "allowed_ips": ["198.51.100.7/32"]})
+        attacker = ("nsenter", "-t", str(child), "-U", "-n", "--preserve-credentials")
+        ip = (*attacker, "ip")
+        assert run(*attacker, "grep", "^CapEff", "/proc/self/status").stdout.split()[1] != (
+            "0000000000000000")  # root with capabilities, in its own user namespace
+        send_from = (*attacker, sys.executable, "-c", _SEND, "198.51.100.2")
+        run(*send_from, "honest")
+        assert lab["receiver"].arrived("honest", 5) == "198.51.100.7"
+        run(*ip, "addr", "del", "198.51.100.7/24", "dev", uz)
+        run(*ip, "addr", "add", "198.51.100.77/24", "dev", uz)
+        for i in range(3):
+            run(*send_from, f"forged-{i}")
+        assert lab["receiver"].arrived("forged-2", 2) is None
+        assert counters(link_id)["arp"] + counters(link_id)["ip"] >= 1
+        with broker.client() as gz:
+            gz.halt_zone("userns")
+    finally:
+        zone.kill()
+        zone.wait(5)
