@@ -76,8 +76,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from broker._service import Broker, Caller
 
-__all__ = ["add_address", "add_route", "forget_links", "list_addresses", "list_routes",
-           "remove_address", "remove_route", "restore_configs"]
+__all__ = ["add_address", "add_route", "forget_links", "link_moved", "list_addresses",
+           "list_routes", "remove_address", "remove_route", "restore_configs"]
 
 log = logging.getLogger("linkbroker")
 
@@ -320,6 +320,11 @@ def forget_links(broker: Broker, ids: Iterable[int]) -> None:
     protected = [i for i, _ in broker.store.protections() if i in gone]
     broker.store.delete_link_configs(gone)
     nospoof.forget(broker, protected)
+
+
+def link_moved(broker: Broker, link: LinkRecord) -> None:
+    """A lent link went home or out again: its protection chain follows it."""
+    nospoof.moved(broker, link)
 
 
 def _zones_touched(broker: Broker, zone: str) -> set[str]:

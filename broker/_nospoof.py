@@ -56,8 +56,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from broker._service import Broker, Caller
 
-__all__ = ["PROTECTIONS", "TABLE", "forget", "get_link_protection", "rebuild", "ruleset",
-           "set_link_protection"]
+__all__ = ["PROTECTIONS", "TABLE", "forget", "get_link_protection", "moved", "rebuild",
+           "ruleset", "set_link_protection"]
 
 log = logging.getLogger("linkbroker")
 
@@ -185,8 +185,8 @@ async def rebuild(broker: Broker) -> None:
 
 
 def forget(broker: Broker, ids: list[int]) -> None:
-    """Links gone: their chains go too (the store rows are gone with the link's configs).
-    Called from synchronous code, so the rebuild runs as a task of its own."""
+    """Links gone (or moved): the table is rebuilt without them. Called from synchronous
+    code, so the rebuild runs as a task of its own."""
     if not ids:
         return
     try:
@@ -196,6 +196,13 @@ def forget(broker: Broker, ids: list[int]) -> None:
     task = loop.create_task(_rebuild_logged(broker))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
+
+
+def moved(broker: Broker, link: LinkRecord) -> None:
+    """A lent link went home or out again: its chain follows (only a zone's end has one),
+    so a protected link's rules never filter the host's own use of it."""
+    if any(i == link.id for i, _ in broker.store.protections()):
+        forget(broker, [link.id])
 
 
 async def _rebuild_logged(broker: Broker) -> None:

@@ -691,6 +691,7 @@ class Broker:
             link.assigned_to = zone if persistent else None
         self.store.put_links([link])
         self._publish("link_assigned", link)
+        addresses.link_moved(self, link)
 
     async def _bring_home(self, link: LinkRecord, home: str) -> None:
         """Move a lent link back into the global zone as `home`."""
@@ -700,6 +701,7 @@ class Broker:
         link.home_name = None
         self.store.put_links([link])
         self._publish("link_reclaimed", link, zone=zone, zone_sees=as_lent)
+        addresses.link_moved(self, link)
 
     async def _move(self, link: LinkRecord, zone: str, name: str) -> None:
         """The kernel moves the link (and it is read back where it arrived, in the same

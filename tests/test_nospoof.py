@@ -290,3 +290,23 @@ def test_root_of_its_own_user_namespace_cannot_spoof_either(
     finally:
         zone.kill()
         zone.wait(5)
+
+
+def test_the_chain_follows_a_lent_link_home_and_back(broker: BrokerProcess,
+                                                     lab: dict[str, Any]) -> None:
+    rz, link_id = lab["rz"], lab["id"]
+    with broker.client() as gz:
+        gz.conn.call("io.linkbroker.SetLinkProtection",
+                     {"name": rz, "zone": "red", "protection": ["restricted"]})
+        assert chain_exists(link_id)
+        gz.reclaim_link(rz, "red")  # home: the host's own link now, unfiltered
+
+        def settled(want: bool) -> bool:
+            deadline = time.monotonic() + 5
+            while chain_exists(link_id) != want and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return chain_exists(link_id) == want
+
+        assert settled(False)
+        gz.assign_link(rz, "red")  # lent again: protected again
+        assert settled(True)
