@@ -47,13 +47,10 @@ def _exec(plugin: Path, command: str, conf: dict[str, Any], cid: str, netns: str
     return took, done
 
 
-def _spawn_ms(cmd: list[str], n: int) -> dict[str, float]:
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        subprocess.run(cmd, capture_output=True, check=True, timeout=60)
-        samples.append((time.perf_counter_ns() - t0) / 1e6)
-    return summarize(samples)
+def _spawn(cmd: list[str]) -> float:
+    t0 = time.perf_counter_ns()
+    subprocess.run(cmd, capture_output=True, check=True, timeout=60)
+    return (time.perf_counter_ns() - t0) / 1e6
 
 
 def _importtime() -> list[dict[str, Any]]:
@@ -70,44 +67,43 @@ def _importtime() -> list[dict[str, Any]]:
             for cum, own, name in sorted(rows, reverse=True)[:12]]
 
 
-def _in_process(plugin: Path, conf: dict[str, Any], lab: Lab, n: int
-                ) -> dict[str, Any]:
+class _InProcess:
     """ADD and DEL through the plugin's own `run` in this process (no exec, no imports), with
     each broker call timed: what is left once Python's start and imports are paid."""
-    from clients.cni import _varlink
-    from clients.cni.plugin import run as plugin_run
 
-    per_call: dict[str, list[float]] = {}
-    real_call = _varlink.Connection.call
+    def __init__(self, plugin: Path, conf: dict[str, Any]) -> None:
+        from clients.cni import _varlink
+        from clients.cni.plugin import run as plugin_run
 
-    def timed(self: _varlink.Connection, method: str, **params: Any) -> dict[str, Any]:
-        t0 = time.perf_counter_ns()
-        try:
-            return real_call(self, method, **params)
-        finally:
-            per_call.setdefault(method, []).append((time.perf_counter_ns() - t0) / 1e6)
+        self.run = plugin_run
+        self.data = json.dumps(conf).encode()
+        self.path = str(plugin.parent)
+        self.per_call: dict[str, list[float]] = {}
+        self._varlink = _varlink
+        self._real = _varlink.Connection.call
+        per_call, real = self.per_call, self._real
 
-    totals: dict[str, list[float]] = {"add": [], "del": []}
-    _varlink.Connection.call = timed  # type: ignore[method-assign]
-    try:
-        for i in range(n):
-            ns = f"{lab.prefix}ci{i}"
-            lab.add_namespaces([ns])
-            env = {"CNI_CONTAINERID": f"{lab.prefix}inproc{i}", "CNI_NETNS": f"/run/netns/{ns}",
-                   "CNI_IFNAME": "eth0", "CNI_PATH": str(plugin.parent),
-                   "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-            data = json.dumps(conf).encode()
-            for command in ("ADD", "DEL"):
-                t0 = time.perf_counter_ns()
-                plugin_run({**env, "CNI_COMMAND": command}, data)
-                totals[command.lower()].append((time.perf_counter_ns() - t0) / 1e6)
-            lab.del_namespaces([ns])
-    finally:
-        _varlink.Connection.call = real_call  # type: ignore[method-assign]
-    return {"add_ms": summarize(totals["add"])["median"],
-            "del_ms": summarize(totals["del"])["median"],
-            "calls_ms": {m: summarize(v)["median"] for m, v in per_call.items()},
-            "calls_per_round": {m: len(v) / n for m, v in per_call.items()}}
+        def timed(conn: Any, method: str, **params: Any) -> dict[str, Any]:
+            t0 = time.perf_counter_ns()
+            try:
+                return real(conn, method, **params)
+            finally:
+                per_call.setdefault(method, []).append((time.perf_counter_ns() - t0) / 1e6)
+
+        _varlink.Connection.call = timed  # type: ignore[method-assign,assignment]
+
+    def add_del(self, cid: str, netns: str) -> tuple[float, float]:
+        env = {"CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+               "CNI_PATH": self.path, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        took = []
+        for command in ("ADD", "DEL"):
+            t0 = time.perf_counter_ns()
+            self.run({**env, "CNI_COMMAND": command}, self.data)
+            took.append((time.perf_counter_ns() - t0) / 1e6)
+        return took[0], took[1]
+
+    def close(self) -> None:
+        self._varlink.Connection.call = self._real  # type: ignore[method-assign]
 
 
 def run_cni(lab: Lab, cfg: Config) -> dict[str, Any]:
@@ -140,56 +136,78 @@ def run_cni(lab: Lab, cfg: Config) -> dict[str, Any]:
 
     lb_conf = conf("linkbroker-cni", lb_bridge, "198.51.100.0/24", "lb")
     ref_conf = conf("bridge", ref_bridge, "203.0.113.0/24", "ref")
+    hl_conf = {**ref_conf, "name": f"{lab.prefix}hl",
+               "ipam": {**ref_conf["ipam"], "dataDir": str(lab.workdir / "ipam-hl")}}
+    keys = ("linkbroker", "bridge", "in_process", "host-local")
     times: dict[str, dict[str, list[float]]] = {
-        k: {"add": [], "del": [], "total": []} for k in ("linkbroker", "bridge")}
-    progress(f"cni: {n} rounds of ADD+DEL, linkbroker-cni and bridge+host-local interleaved")
+        k: {"add": [], "del": [], "total": []} for k in keys}
+    spawns = {
+        "python_start": [PYTHON, "-IS", "-c", "pass"],
+        "python_import": [PYTHON, "-IS", "-c", f"import sys; sys.path.insert(0, "
+                          f"{str(ROOT)!r}); import clients.cni.plugin"],
+        "python_site": [PYTHON, "-c", "pass"],
+    }
+    spawned: dict[str, list[float]] = {k: [] for k in spawns}
+    inproc = _InProcess(ours, lb_conf)
+
+    def contender(key: str, i: int) -> tuple[float, float]:
+        cid = f"{lab.prefix}{key}{i}"
+        if key == "host-local":
+            a, _ = _exec(plugins / "host-local", "ADD", hl_conf, cid, "/run/netns/unused")
+            d, _ = _exec(plugins / "host-local", "DEL", hl_conf, cid, "/run/netns/unused")
+            return a, d
+        ns = f"{lab.prefix}c{key[0]}{i}"
+        lab.add_namespaces([ns])
+        try:
+            if key == "in_process":
+                return inproc.add_del(cid, f"/run/netns/{ns}")
+            plugin, c = (ours, lb_conf) if key == "linkbroker" else (ref, ref_conf)
+            add, _ = _exec(plugin, "ADD", c, cid, f"/run/netns/{ns}")
+            delete, _ = _exec(plugin, "DEL", c, cid, f"/run/netns/{ns}")
+            return add, delete
+        finally:
+            lab.del_namespaces([ns])
+
+    progress(f"cni: {n} rounds of ADD+DEL: linkbroker-cni, bridge+host-local, the plugin "
+             "in-process, host-local alone and python3's start, in rotating order")
     try:
         for i in range(n + 2):  # the first two rounds warm the page cache and are dropped
-            order = [("linkbroker", ours, lb_conf), ("bridge", ref, ref_conf)]
-            if i % 2:
-                order.reverse()
-            for key, plugin, c in order:
-                ns = f"{lab.prefix}c{key[0]}{i}"
-                lab.add_namespaces([ns])
-                cid = f"{lab.prefix}{key}{i}"
-                add, _ = _exec(plugin, "ADD", c, cid, f"/run/netns/{ns}")
-                delete, _ = _exec(plugin, "DEL", c, cid, f"/run/netns/{ns}")
-                lab.del_namespaces([ns])
+            steps: list[str] = [*keys, *spawns]
+            steps = steps[i % len(steps):] + steps[:i % len(steps)]
+            for step in steps:
+                if step in spawns:
+                    took = _spawn(spawns[step])
+                    if i >= 2:
+                        spawned[step].append(took)
+                    continue
+                add, delete = contender(step, i)
                 if i >= 2:
-                    times[key]["add"].append(add)
-                    times[key]["del"].append(delete)
-                    times[key]["total"].append(add + delete)
-        hl_conf = {**ref_conf, "name": f"{lab.prefix}hl", "ipam": {
-            **ref_conf["ipam"], "dataDir": str(lab.workdir / "ipam-hl")}}
-        hl = {"add": [], "del": []}  # type: dict[str, list[float]]
-        for i in range(n):
-            a, _ = _exec(plugins / "host-local", "ADD", hl_conf,
-                         f"hl{i}", "/run/netns/unused")
-            d, _ = _exec(plugins / "host-local", "DEL", hl_conf,
-                         f"hl{i}", "/run/netns/unused")
-            hl["add"].append(a)
-            hl["del"].append(d)
-        start = _spawn_ms([PYTHON, "-IS", "-c", "pass"], n)
-        imports = _spawn_ms([PYTHON, "-IS", "-c", f"import sys; sys.path.insert(0, "
-                             f"{str(ROOT)!r}); import clients.cni.plugin"], n)
-        site = _spawn_ms([PYTHON, "-c", "pass"], n)
+                    times[step]["add"].append(add)
+                    times[step]["del"].append(delete)
+                    times[step]["total"].append(add + delete)
         top = _importtime()
-        inproc = _in_process(ours, lb_conf, lab, n)
     finally:
+        inproc.close()
         broker.stop()
         for name in (lb_bridge, ref_bridge):
             run(["ip", "link", "del", name], check=False)
     ms = {k: {m: summarize(v) for m, v in d.items()} for k, d in times.items()}
     lb, rf = ms["linkbroker"]["total"]["median"], ms["bridge"]["total"]["median"]
+    start = summarize(spawned["python_start"])["median"]
     where = {
-        "python_start_ms": start["median"],
-        "python_start_with_site_ms": site["median"],
-        "imports_ms": imports["median"] - start["median"],
-        "host_local_add_ms": summarize(hl["add"])["median"],
-        "host_local_del_ms": summarize(hl["del"])["median"],
+        "python_start_ms": start,
+        "python_start_with_site_ms": summarize(spawned["python_site"])["median"],
+        "imports_ms": summarize(spawned["python_import"])["median"] - start,
+        "host_local_add_ms": ms["host-local"]["add"]["median"],
+        "host_local_del_ms": ms["host-local"]["del"]["median"],
     }
+    in_process = {"add_ms": ms["in_process"]["add"]["median"],
+                  "del_ms": ms["in_process"]["del"]["median"],
+                  "calls_ms": {m: summarize(v)["median"] for m, v in inproc.per_call.items()},
+                  "calls_per_round": {m: len(v) / (n + 2)
+                                      for m, v in inproc.per_call.items()}}
     return {"n": n, "ms": ms, "ratio": lb / rf, "where": where, "importtime": top,
-            "in_process": inproc}
+            "in_process": in_process}
 
 
 def cni_goals(results: dict[str, Any]) -> list[Goal]:
