@@ -802,3 +802,40 @@ def test_agent_address_goes_only_to_the_zones_namespace() -> None:
     # Gone: no pidfd (or, were the pid reused already, not the zone's namespace).
     with pytest.raises((ProcessLookupError, LookupError)):
         _set_address(proc.pid, "lo", "198.51.100.77/32", netns_inode=inode)
+
+
+def test_container_boot_holds_the_init_by_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """zones.container: the init pid Docker reports is held by a pidfd and asked about again
+    before its namespace is opened; a pid that is gone, or a container that restarted in
+    between, is ZoneGone rather than some other process's namespace. (Docker itself is
+    replaced by answers given here; the processes and namespaces are real.)"""
+    from zones import container
+    from zones.handle import ZoneGone
+
+    live = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait(5)
+    try:
+        for _ in range(100):  # until unshare has exec'd sleep in the new namespace
+            if os.stat(f"/proc/{live.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino:
+                break
+            threading.Event().wait(0.02)
+        answers: list[tuple[str, int]] = []
+        monkeypatch.setattr(container, "container_init", lambda ref: answers.pop(0))
+
+        answers[:] = [("c1", dead.pid)]
+        with pytest.raises(ZoneGone, match="is gone"):
+            container.open_container("c1")
+        answers[:] = [("c1", live.pid), ("c1", dead.pid)]
+        with pytest.raises(ZoneGone, match="restarted meanwhile"):
+            container.open_container("c1")
+        answers[:] = [("c1", live.pid), ("c1", live.pid)]
+        cid, handle = container.open_container("c1")
+        try:
+            assert cid == "c1" and handle.pid == live.pid
+            assert handle.netns_inode == os.stat(f"/proc/{live.pid}/ns/net").st_ino
+        finally:
+            handle.close()
+    finally:
+        live.kill()
+        live.wait(5)

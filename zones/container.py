@@ -2,10 +2,18 @@
 
 Only the Docker SDK is used, and only to find the container's ID and init pid; the namespace is
 then held like any process zone's (pid plus start time, so a recycled pid is noticed).
+
+The pid Docker reports is a bare number until something holds it: a pidfd is taken at once,
+the engine is asked again (same container, same init pid, still running), and the namespace
+opened only then, with the pidfd still alive after the open. So the namespace booted is that
+of the process Docker called the container's init while the pidfd held it, not of whatever
+got the number after the init died (issue 12, finding 8).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from zones.handle import ZoneGone, ZoneHandle, open_pid_netns
@@ -38,4 +46,19 @@ def container_init(ref: str) -> tuple[str, int]:
 
 def open_container(ref: str) -> tuple[str, ZoneHandle]:
     container_id, pid = container_init(ref)
-    return container_id, open_pid_netns(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise ZoneGone(f"container {ref!r}: its init {pid} is gone") from None
+    try:
+        if container_init(container_id) != (container_id, pid):
+            raise ZoneGone(f"container {ref!r} restarted meanwhile")
+        handle = open_pid_netns(pid)
+        try:
+            signal.pidfd_send_signal(pidfd, 0)
+        except ProcessLookupError:
+            handle.close()
+            raise ZoneGone(f"container {ref!r}: its init {pid} exited meanwhile") from None
+        return container_id, handle
+    finally:
+        os.close(pidfd)

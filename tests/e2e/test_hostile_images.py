@@ -59,6 +59,8 @@ def _hostile_labels(zone: str, first: str, second: str) -> dict[str, str]:
         f"io.linkbroker.link.{first}": f"veth,host={NIC},bridge={BRIDGES[0]}",
         f"io.linkbroker.link.{second}": f"veth,host=lbred,bridge={BRIDGES[1]}",
         "io.linkbroker.link.mv0": f"macvlan,parent={NIC},mode=passthru",
+        # A fresh host end on a bridge the lab's policy does not list for any zone.
+        "io.linkbroker.link.zz9": f"veth,host={PREFIX}hz,bridge={BRIDGES[0]}",
     }
 
 
@@ -119,7 +121,7 @@ def victims(lab: Lab) -> Iterator[None]:
             for zone in (VICTIM, NEW_ZONE, BARRIER):
                 with contextlib.suppress(ZoneNotFound):
                     client.halt_zone(zone)
-        for name in (NIC, *BRIDGES, f"lb{BARRIER}"):
+        for name in (NIC, *BRIDGES, f"lb{BARRIER}", f"{PREFIX}hz"):
             _run("ip", "link", "del", name)
         if made_ns:
             _run("ip", "netns", "del", VICTIM_NS)
@@ -215,7 +217,8 @@ def test_labels_cannot_take_host_links(lab: Lab, victims: None, source: str) -> 
             else:
                 # The operator asked for the zone: it is booted, but gets none of the links.
                 assert zones[NEW_ZONE].container == cid
-                assert not {"eth0", "eth1", "mv0"} & set(zones[NEW_ZONE].links)
+                assert not {"eth0", "eth1", "mv0", "zz9"} & set(zones[NEW_ZONE].links)
+                assert _host_link(f"{PREFIX}hz") is None, "a port on an unlisted bridge"
             _assert_host_links_untouched()
             _docker("rm", "-f", cid)
         _wait("the hostile zone halted", lambda: NEW_ZONE not in _zones(), timeout=30)
