@@ -142,3 +142,29 @@ def _child_pid(parent: int) -> int:
             pass
         time.sleep(0.01)
     raise AssertionError("the sleeper never entered its namespace")
+
+
+def test_two_networks_share_the_container_zone(cni: Cni, netns: Any, prefix: str) -> None:
+    """A second network (its own bridge and range) of the same container reuses its zone;
+    DEL of one leaves the zone to the other, DEL of the last halts it."""
+    ns = netns("cnimn")
+    cid = cni.container()
+    other_bridge = f"{prefix}cb2"
+    second = {**cni.conf(bridge=other_bridge, name="lbtest2"),
+              "ipam": {"type": "host-local", "ranges": [[{"subnet": "203.0.113.0/24"}]],
+                       "dataDir": str(cni.data_dir)}}
+    try:
+        assert cni.add(cid, f"/run/netns/{ns}").code == 0
+        out = cni.add(cid, f"/run/netns/{ns}", second, ifname="eth1")
+        assert out.code == 0 and out.out is not None, out.raw
+        assert ns_addrs(ns, "eth1") == {out.out["ips"][0]["address"]}
+        assert sorted(cni.zones()[zone_name(cid)]["links"]) == ["eth0", "eth1"]
+        assert bridge_ports(other_bridge) == {host_end_name(cid, "eth1")}
+        assert cni.call("DEL", cid, conf=second, ifname="eth1").code == 0
+        assert cni.zones()[zone_name(cid)]["links"] == ["eth0"]
+        assert bridge_ports(other_bridge) == set() and leases(cni.data_dir, "lbtest2") == []
+        assert cni.call("DEL", cid).code == 0
+        nothing_left(cni, cid, ns)
+    finally:
+        run("ip", "link", "del", host_end_name(cid, "eth1"), check=False)
+        run("ip", "link", "del", other_bridge, check=False)
