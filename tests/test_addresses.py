@@ -364,3 +364,24 @@ def test_the_policy_revokes_addr_write_on_its_own(
         caller.call("DeleteLink", name=link)
     assert caller.call("AddAddress", link=link, address="198.51.100.1/24")["address"][
         "address"] == "198.51.100.1/24"
+
+
+def test_a_persistent_address_on_a_lent_link_comes_back_with_the_loan_only(
+        broker: BrokerProcess, netns: Any, zone_caller: Any, names: Any) -> None:
+    ns = netns("loan")
+    tap = names.link("t")
+    with broker.client() as gz:
+        gz.boot_zone("loan", netns=ns)
+        gz.create_link(LinkSpec(name=tap, class_="tap"))
+        gz.assign_link(tap, "loan", persistent=True)
+        zone_caller(ns).call("AddAddress", link=tap, address="198.51.100.4/24",
+                             persistent=True)
+        assert kernel_addrs(ns, tap) == {"198.51.100.4/24"}
+        gz.halt_zone("loan")  # the tap goes home; the zone's address does not follow it
+        assert gz.get_link(tap).zone == "global"
+        assert "198.51.100.4" not in run("ip", "addr", "show", "dev", tap).stdout
+        gz.boot_zone("loan", netns=ns)  # lent again, and its address with it
+        assert gz.get_link(tap, "loan").onloan
+        assert kernel_addrs(ns, tap) == {"198.51.100.4/24"}
+        gz.halt_zone("loan")
+        gz.delete_link(tap)
