@@ -11,6 +11,8 @@ Scenarios (each beside its baselines, in this run, reported as ratios):
          creates/s from 1 and 4 zones at once, beside raw RTM_NEWLINK
   cni    linkbroker-cni ADD+DEL vs the reference bridge plugin + host-local, interleaved, and
          where the plugin's time goes (python start, imports, host-local)
+  hostile  one zone makes 20,000 links behind the broker's back (--quick: 2,000) and exits:
+         another zone's WhoAmI p50/p99 per phase, the broker's RSS (issue 12, finding 5)
 Writes bench/results/results.json, bench/results/*.png and bench/results/profiles.txt; prints
 progress on stderr and the table on stdout. Needs root (namespaces) and, for the C floor, gcc.
 Everything it makes is prefixed `lbb` + 4 hex digits and removed at the end, even on failure.
@@ -36,6 +38,7 @@ from bench import _profile
 from bench._breakdown import breakdown, format_breakdown
 from bench._cni import cni_goals, cni_rows, run_cni
 from bench._common import BENCH_DIR, ROOT, Broker, Config, Lab, progress
+from bench._hostile import format_hostile, run_hostile
 from bench._ident import run_ident
 from bench._mixed import mixed_goals, mixed_rows, run_mixed
 from bench._read import measure, run_read, setup
@@ -45,7 +48,7 @@ from bench._write import run_write, write_goals, write_rows
 from broker._wire import encode_call
 from broker.client import Client, LinkSpec
 
-SCENARIOS = ("read", "ident", "write", "scale", "mixed", "cni")
+SCENARIOS = ("read", "ident", "write", "scale", "mixed", "cni", "hostile")
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -186,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
         if "cni" in only:
             results["cni"] = run_cni(lab, cfg)
+        if "hostile" in only:
+            results["hostile"] = run_hostile(lab, cfg)
         if "scale" in only:
             results["scale"] = run_scale(lab, cfg, profile=args.profile)
             path = results["scale"].get("profile")
@@ -241,6 +246,9 @@ def _report(results: dict[str, Any], outdir: Path) -> int:
     if prof_text:
         print()
         print(prof_text)
+    if "hostile" in results:
+        print()
+        print(format_hostile(results["hostile"]))
     print()
     print(f"wrote {outdir / 'results.json'}, {outdir / 'table.md'}, "
           f"{outdir / 'profiles.txt'} and {len(made)} plots "

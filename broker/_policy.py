@@ -15,8 +15,9 @@ The rules of this module, in the order they are applied:
    removes its `revoke` list, then adds its `grant` list, so a later rule wins over an earlier
    one and over the defaults.
 4. Link limits, assignable phys links and attachable global bridges are plain lookups; each
-   defaults to the cautious answer (unlimited links only in the global zone, nothing assignable,
-   nothing attachable).
+   defaults to the cautious answer (a booted zone holds at most DEFAULT_LINKS_PER_ZONE links
+   unless the file says otherwise, the global zone is unlimited; at most 16 ports on the
+   host's bridges and 16 macvtaps per zone; nothing assignable, nothing attachable).
 
 `Policy` is pure and frozen, as the table core is: it answers questions, it never reads a file,
 the clock or the kernel. `parse_policy` turns TOML text into a `Policy` and refuses anything it
@@ -42,6 +43,7 @@ from broker._names import GLOBAL_ZONE, validate_link_name, validate_zone_name
 __all__ = [
     "ANY_ZONE",
     "AUTHORIZATIONS",
+    "DEFAULT_LINKS_PER_ZONE",
     "DEFAULT_POLICY",
     "DEFAULT_POLICY_PATH",
     "Policy",
@@ -57,6 +59,9 @@ AUTHORIZATIONS = ("link.read", "link.write", "link.assign", "zone.admin", "event
                   "zone.read", "addr.write", "link.protect")
 DEFAULT_POLICY_PATH = "/etc/linkbroker/policy.toml"
 ANY_ZONE = "*"
+DEFAULT_LINKS_PER_ZONE = 1024
+"""Links a booted zone may hold when the file sets no limit (adopted links count): bounds
+what one zone can make the broker remember and reconcile (issue 12, finding 5)."""
 """Spelling of "any zone" in the policy file, where the format allows it."""
 
 _MAX_ID = 0xFFFF_FFFE  # uid_t/gid_t; (uid_t)-1 means "no id" to the kernel, so it is no uid
@@ -146,8 +151,14 @@ class Policy:
     zone_link_limits: frozenset[tuple[str, int]] = frozenset()
     assignable_phys: frozenset[str] = frozenset()
     attachable_bridges: frozenset[tuple[str, str]] = frozenset()
+    # Kernel objects every zone shares: a bridge holds at most 1,024 ports (BR_MAX_PORTS),
+    # and each macvtap is a character device in the host's /dev.
+    host_bridge_ports_per_zone: int = 16
+    macvtaps_per_zone: int = 16
 
     def __post_init__(self) -> None:
+        if min(self.host_bridge_ports_per_zone, self.macvtaps_per_zone) < 0:
+            raise ValueError("a limit must not be negative")
         if self.links_per_zone is not None:
             _check_limit(self.links_per_zone)
         seen: set[str] = set()
@@ -182,6 +193,14 @@ class Policy:
             if name == zone:
                 return limit
         return None if zone == GLOBAL_ZONE else self.links_per_zone
+
+    def links_allowed(self, zone: str) -> int | None:
+        """The limit the broker enforces: the file's (`link_limit`), else
+        DEFAULT_LINKS_PER_ZONE for a booted zone; the global zone only when the file names it."""
+        limit = self.link_limit(zone)
+        if limit is None and zone != GLOBAL_ZONE:
+            return DEFAULT_LINKS_PER_ZONE
+        return limit
 
     def phys_assignable(self, link_name: str) -> bool:
         """Whether a phys link may be lent to a zone; none may by default, since lending the
@@ -398,7 +417,11 @@ class _Parser:
             raise PolicyError(message, line=line, source=self.source) from None
         self.keys((), doc, {"limits", "assign", "bridges", "rule"})
         limits = self.table(("limits",), doc.get("limits", {}))
-        self.keys(("limits",), limits, {"links_per_zone", "zones"})
+        self.keys(("limits",), limits, {"links_per_zone", "zones",
+                                        "host_bridge_ports_per_zone", "macvtaps_per_zone"})
+        shared = {key: self.limit(("limits", key), limits[key])
+                  for key in ("host_bridge_ports_per_zone", "macvtaps_per_zone")
+                  if key in limits}
         per_zone = limits.get("links_per_zone")
         if per_zone is not None:
             per_zone = self.limit(("limits", "links_per_zone"), per_zone)
@@ -436,6 +459,7 @@ class _Parser:
             zone_link_limits=zone_limits,
             assignable_phys=phys,
             attachable_bridges=frozenset(attachable),
+            **shared,
         )
 
     def rule(self, i: int, raw: object) -> Rule:

@@ -102,6 +102,9 @@ def _snapshot(link: LinkRecord) -> LinkRecord:
     return LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
 
 
+# Links a watched zone adopts per reconciliation pass (see reconcile_zone).
+_ADOPT_PER_PASS = 128
+
 # Classes the kernel will not move between namespaces (NETIF_F_NETNS_LOCAL).
 NETNS_LOCAL = frozenset({"bridge"})
 # Classes other links join as ports through `master` (a bond's ports: dladm's aggr links).
@@ -152,6 +155,13 @@ class Broker:
     _views: dict[tuple[int, bool], bytes] = field(default_factory=dict)
     _views_version: int = -1
     _zone_admin: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Kernel links a zone holds beyond its link limit, left out of the table (see adopt);
+    # they count against the limit all the same.
+    unadopted: dict[str, int] = field(default_factory=dict)
+    _beyond: dict[str, int] = field(default_factory=dict)  # of those, beyond the limit
+    # Lent links whose ifindex left their zone (RTM_DELLINK): the lend is over, whatever the
+    # zone makes next under that name and ifindex (issue 12, finding 8).
+    _lends_ended: set[int] = field(default_factory=set)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -191,32 +201,50 @@ class Broker:
             kind=k.kind if cls == "other" else None,
         )
 
-    def refresh(self, link: LinkRecord, k: KernelLink) -> None:
+    def refresh(self, link: LinkRecord, k: KernelLink,
+                index: dict[int, LinkRecord] | None = None) -> None:
+        """`index`: the zone's links by ifindex, when many links are refreshed at once."""
         link.ifindex, link.mac, link.mtu, link.up = k.ifindex, k.mac, k.mtu, k.up
         link.present = True
-        master = self.links.by_ifindex(link.zone, k.master) if k.master else None
+        if not link.onloan:
+            link.lent_netnsid = None
+        elif link.lent_netnsid is None:  # the read-back on arrival (checked before, after)
+            link.lent_netnsid = k.link_netnsid
+        master = None
+        if k.master:
+            master = (index.get(k.master) if index is not None
+                      else self.links.by_ifindex(link.zone, k.master))
         link.master_id = master.id if master else None
 
-    def adopt(self, zone: str, found: list[KernelLink]) -> list[LinkRecord]:
-        """Take kernel links the table lacks into it: owner the zone, class from the kind."""
-        adopted: list[LinkRecord] = []
-        for k in found:
-            if k.name == "lo" or self.links.find(zone, k.name) is not None:
-                continue
-            link = self.record_from_kernel(zone, zone, k, self.links.allocate_id())
+    def adopt(self, zone: str, found: list[KernelLink], room: int | None = None
+              ) -> tuple[list[LinkRecord], list[LinkRecord]]:
+        """Take kernel links the table lacks into it: owner the zone, class from the kind;
+        at most `room` of them (the zone's link limit), oldest (lowest ifindex) first. The
+        rest stay out of the table: the caller counts them against the limit.
+        Returns (adopted, links already in the table that now name one of them as peer).
+        O(n) in the links found."""
+        new = sorted((k for k in found
+                      if k.name != "lo" and not self.links.name_taken(zone, k.name)),
+                     key=lambda k: k.ifindex)
+        if room is not None:
+            new = new[:max(room, 0)]
+        pairs = [(self.record_from_kernel(zone, zone, k, self.links.allocate_id()), k)
+                 for k in new]
+        for link, _ in pairs:
             self.links.add(link)
-            adopted.append(link)
-        for link in adopted:
-            k = next(x for x in found if x.ifindex == link.ifindex)
-            self.refresh(link, k)
+        index = self.links.ifindexes(zone)
+        touched: list[LinkRecord] = []
+        for link, k in pairs:
+            self.refresh(link, k, index)
             # Peer and parent within the same namespace (link_netnsid absent) can be named.
             if k.link and k.link_netnsid is None:
-                other = self.links.by_ifindex(zone, k.link)
+                other = index.get(k.link)
                 if other is not None and link.cls == "veth":
                     link.peer_id, other.peer_id = other.id, link.id
+                    touched.append(other)
                 elif other is not None:
                     link.parent_id = other.id
-        return adopted
+        return [link for link, _ in pairs], touched
 
     # ---- read methods ----------------------------------------------------------------------
 
@@ -269,10 +297,25 @@ class Broker:
             raise LinkNotFound(name)
         return link
 
-    def _check_limit(self, zone: str, adding: int) -> None:
-        limit = self.policy.link_limit(zone)
-        if limit is not None and len(self.links.in_zone(zone)) + adding > limit:
+    def _check_limit(self, zone: str, adding: int, *, cls: str | None = None,
+                     uplink: bool = False) -> None:
+        """The zone's link limit (what it holds in the kernel beyond the table counts too),
+        and its share of kernel objects every zone shares: ports on the host's bridges
+        (`uplink`: one more) and macvtaps (`cls`)."""
+        limit = self.policy.links_allowed(zone)
+        held = self.links.count(zone) + self.unadopted.get(zone, 0)
+        if limit is not None and held + adding > limit:
             raise LimitExceeded(f"links in zone {zone}", limit)
+        if zone == GLOBAL_ZONE:
+            return
+        if uplink:
+            ports = self.policy.host_bridge_ports_per_zone
+            if sum(1 for x in self.links.in_zone(GLOBAL_ZONE) if x.owner == zone) >= ports:
+                raise LimitExceeded("ports on the host's bridges", ports)
+        if cls == "macvtap":
+            taps = self.policy.macvtaps_per_zone
+            if sum(1 for x in self.links.in_zone(zone) if x.cls == "macvtap") >= taps:
+                raise LimitExceeded("macvtaps", taps)
 
     async def create_link(self, caller: Caller, p: CreateLinkParams) -> LinkReply:
         spec = p.link
@@ -307,7 +350,8 @@ class Broker:
                     raise LinkExists(name)
             if spec.peer is not None and zone == peer_zone and spec.peer == spec.name:
                 raise LinkExists(spec.peer)
-            self._check_limit(zone, 1 if peer_zone != zone or spec.peer is None else 2)
+            self._check_limit(zone, 1 if peer_zone != zone or spec.peer is None else 2,
+                              cls=spec.class_, uplink=uplink is not None)
             if peer_zone != zone and uplink is None:
                 # An uplink's port counts against the zone that asked, not the host.
                 self._check_limit(peer_zone, 1)
@@ -589,8 +633,7 @@ class Broker:
         return gone
 
     def _forget(self, gone: list[LinkRecord]) -> None:
-        for rec in gone:
-            self.links.remove(rec.id)
+        self.links.remove_many([rec.id for rec in gone])
         self.store.delete_links(rec.id for rec in gone)
         addresses.forget_links(self, [rec.id for rec in gone])
         for rec in gone:
@@ -686,6 +729,7 @@ class Broker:
         """Move a global link into `zone` on loan, remembering its home name. `persistent`
         sets or clears the standing assignment; None keeps it as it is."""
         await self._move(link, zone, link.name)
+        self._lends_ended.discard(link.id)  # a DELLINK from an earlier lend ended that one
         link.home_name = link.home_name or link.name
         if persistent is not None:
             link.assigned_to = zone if persistent else None
@@ -741,6 +785,13 @@ class Broker:
             home = link.home_name or link.name
             if self.links.name_taken(GLOBAL_ZONE, home):
                 raise LinkExists(home)
+            if not await self._lend_intact(link):
+                # The zone deleted the lent link and made its own in its place: that one
+                # never goes to the host. The lend is over; the table learns it now.
+                self._lends_ended.add(link.id)
+                with contextlib.suppress(LinkbrokerError):
+                    self.reconcile_zone(zone, await self._runtime(zone).netlink.dump())
+                raise LinkNotFound(p.name)
             standing, link.assigned_to = link.assigned_to, None  # no longer lent on boot
             try:
                 await self._bring_home(link, home)
@@ -809,7 +860,8 @@ class Broker:
     def watch(self, zone: ZoneRecord) -> None:
         """Start the zone's monitor: its links, and the life of its namespace."""
         rt = self.runtimes[zone.name]
-        rt.monitor = ZoneMonitor(zone.name, rt.netns_fd, self.resync, self.zone_gone)
+        rt.monitor = ZoneMonitor(zone.name, rt.netns_fd, self.resync, self.zone_gone,
+                                 self._links_deleted)
         if zone.pid is not None:
             rt.monitor.watch_pid(zone.pid)
         elif zone.kind == "netns" and zone.netns is not None:
@@ -824,38 +876,108 @@ class Broker:
             rt.monitor.watch_netns(still_there)
 
     async def resync(self, zone: str) -> None:
-        """Re-read one zone from the kernel after a change notification."""
+        """Re-read one zone from the kernel after change notifications (coalesced by the
+        monitor: one call per burst). The dump is received and parsed on a thread."""
         async with self._locked(zone):
             rt = self.runtimes.get(zone)
             if rt is None:
                 return
             try:
+                if rt.monitor is not None and rt.monitor.take_overflow():
+                    await self._check_lends(zone)  # deletions may have been lost
                 found = await rt.netlink.dump()
             except LinkbrokerError as exc:
                 log.warning("zone %s: resync failed: %s", zone, exc)
                 return
             if zone in self.runtimes:
+                if rt.monitor is not None:
+                    rt.monitor.drain()  # deletions the dump already shows are known first
                 self.reconcile_zone(zone, found)
+
+    def _links_deleted(self, zone: str, indexes: list[int]) -> None:
+        """RTM_DELLINK in `zone`: a lent link that left it is no longer lent, even if the
+        zone makes a link with the same name and ifindex right after."""
+        gone = set(indexes)
+        for link in self.links.in_zone(zone):
+            if link.onloan and link.ifindex in gone:
+                self._lends_ended.add(link.id)
+
+    def _lend_holds(self, link: LinkRecord, k: KernelLink) -> bool:
+        """Whether kernel link `k` can still be the lent `link` (always true for links not
+        on loan). A zone's root can delete a lent link and make its own under the same name
+        and ifindex (`ip link add ... index N`); it cannot make a kind-less (phys) device, nor
+        a veth whose other end is outside the zone."""
+        if not link.onloan:
+            return True
+        if link.id in self._lends_ended or classify(k.kind, k.tun_tap) != link.cls:
+            return False
+        if link.lent_netnsid is not None and k.link_netnsid != link.lent_netnsid:
+            return False  # its peer or parent is not where the lent one's was
+        if link.cls == "veth":
+            peer = self.links.get(link.peer_id)
+            if peer is None or not peer.present or k.link != peer.ifindex:
+                return False
+            # Both ends in the zone (the global zone made the pair there): the zone could
+            # make such a pair itself; the RTM_DELLINK of the lent one is what tells them apart.
+            return (k.link_netnsid is None) == (peer.zone == link.zone)
+        parent = self.links.get(link.parent_id)
+        if parent is not None and parent.zone != link.zone:
+            return k.link_netnsid is not None and k.link == parent.ifindex
+        return True
+
+    async def _lend_intact(self, link: LinkRecord) -> bool:
+        """Before a lent link goes home: the kernel's own facts, read now. Beyond
+        `_lend_holds`, a veth's other end (outside the zone, where the zone cannot reach)
+        must still name this ifindex as its peer."""
+        rt = self.runtimes.get(link.zone)
+        if rt is not None and rt.monitor is not None:
+            rt.monitor.drain()
+        if rt is None or not link.present or link.ifindex is None:
+            return False
+        k = await rt.netlink.get_index(link.ifindex)
+        if k is None or not self._lend_holds(link, k):
+            return False
+        if link.cls == "veth":
+            peer = self.links.get(link.peer_id)
+            other = self.runtimes.get(peer.zone) if peer is not None else None
+            if peer is None or other is None or peer.ifindex is None:
+                return False
+            pk = await other.netlink.get_index(peer.ifindex)
+            return pk is not None and pk.kind == "veth" and pk.link == link.ifindex
+        return True
+
+    async def _check_lends(self, zone: str) -> None:
+        """Messages were lost (or the broker was down): verify every lent link of the zone
+        by `_lend_intact`; the ones that fail are over."""
+        for link in self.links.in_zone(zone):
+            if (link.onloan and link.id not in self._lends_ended
+                    and not await self._lend_intact(link)):
+                log.warning("zone %s: link %s is no longer the link the host lent",
+                            zone, link.name)
+                self._lends_ended.add(link.id)
 
     async def zone_gone(self, zone: str) -> None:
         """The zone's namespace died: halt it as HaltZone would."""
         async with self._zone_admin:
             if self.zones.get(zone) is None or zone == GLOBAL_ZONE:
                 return
-            errors = await self.teardown_zone(zone)
+            errors = await self.teardown_zone(zone, dying=True)
         log.info("zone %s halted: its namespace is gone%s", zone,
                  f" ({'; '.join(errors)})" if errors else "")
 
     def reconcile_zone(self, zone: str, found: list[KernelLink]) -> None:
         """Make the zone's table rows agree with what its kernel holds: match by ifindex
-        (a rename keeps the ID), then by name; adopt the rest; drop what vanished."""
+        (a rename keeps the ID), then by name; adopt the rest up to the zone's link limit;
+        drop what vanished. O(n) in the links found; rows are written only for links that
+        changed. Kernel links beyond the limit stay out of the table and are counted in
+        `unadopted` (they count against the limit; logged when the count changes)."""
         by_index = {k.ifindex: k for k in found if k.name != "lo"}
         by_name = {k.name: k for k in found if k.name != "lo"}
         matched: dict[int, KernelLink] = {}
         links = self.links.in_zone(zone)
         for link in links:
             k = by_index.get(link.ifindex) if link.present and link.ifindex else None
-            if k is not None and _same_link_class(link, k):
+            if k is not None and _same_link_class(link, k) and self._lend_holds(link, k):
                 matched[link.id] = k
         taken = {k.ifindex for k in matched.values()}
         for link in links:
@@ -863,36 +985,72 @@ class Broker:
                 continue
             k = by_name.get(link.name)
             if (k is not None and k.ifindex not in taken
-                    and _same_link_class(link, k)):
+                    and _same_link_class(link, k) and self._lend_holds(link, k)):
                 matched[link.id] = k
                 taken.add(k.ifindex)
         stale = [link for link in links if link.id not in matched and not link.persistent]
         absent = [link for link in links if link.id not in matched and link.persistent
                   and link.present]
-        for link in stale:
-            self.links.remove(link.id)
+        self.links.remove_many([link.id for link in stale])
+        self._lends_ended.difference_update(link.id for link in stale)
         for link in absent:
             link.present, link.ifindex = False, None
+        dirty: dict[int, LinkRecord] = {link.id: link for link in absent}
         changed: list[tuple[LinkRecord, str | None]] = []
         # Renames first, so a name freed by one link can be taken by another.
         renamed = [(link, matched[link.id]) for link in links if link.id in matched]
         for link, k in renamed:
             if link.name != k.name:
                 changed.append((link, link.name))
+                dirty[link.id] = link
                 self.links.place(link, zone, f"\0{link.id}")  # out of the way
+        before: dict[int, tuple[object, ...]] = {}
         for link, k in renamed:
             if link.name.startswith("\0"):
                 self.links.place(link, zone, k.name)
-            before = (link.mtu, link.up, link.mac, link.master_id, link.present)
-            self.refresh(link, k)
-            if before != (link.mtu, link.up, link.mac, link.master_id, link.present) and not any(
-                    c[0] is link for c in changed):
-                changed.append((link, None))
-        adopted = self.adopt(zone, [k for k in found if k.ifindex not in taken])
-        with self.store.transaction():
-            self.store.delete_links(link.id for link in stale)
-            self.store.put_links(self.links.in_zone(zone))
-            self.store.set_next_seq(self.links.ids.next_seq)
+            before[link.id] = (link.mtu, link.up, link.mac, link.master_id, link.present,
+                               link.ifindex)
+            link.ifindex, link.present = k.ifindex, True  # known to the index below
+        limit = self.policy.links_allowed(zone)
+        rest = [k for k in found if k.ifindex not in taken and k.name != "lo"]
+        room = len(rest) if limit is None else max(0, min(len(rest),
+                                                        limit - self.links.count(zone)))
+        # A watched zone adopts at most _ADOPT_PER_PASS links per pass (~30 ms of the loop:
+        # each new ID is an FF3-1 encryption) and asks its monitor for another pass; boot and
+        # start-up take everything at once.
+        monitor = self.runtimes[zone].monitor if zone in self.runtimes else None
+        adopted, touched = self.adopt(
+            zone, rest, room if monitor is None else min(room, _ADOPT_PER_PASS))
+        if len(adopted) < room and monitor is not None:
+            monitor.poke()
+        index = self.links.ifindexes(zone)
+        for link, k in renamed:
+            self.refresh(link, k, index)
+            if before[link.id] != (link.mtu, link.up, link.mac, link.master_id,
+                                   link.present, link.ifindex):
+                dirty[link.id] = link
+                if not any(c[0] is link for c in changed):
+                    changed.append((link, None))
+        for link in touched + adopted:
+            dirty[link.id] = link
+        beyond = len(rest) - room  # beyond the limit, not merely not yet adopted
+        if beyond != self._beyond.get(zone, 0):
+            log.warning("zone %s holds %d kernel links beyond its limit of %s: not adopted, "
+                        "counted against the limit", zone, beyond, limit)
+        self._beyond[zone] = beyond
+        if len(rest) > len(adopted):
+            self.unadopted[zone] = len(rest) - len(adopted)
+        else:
+            self.unadopted.pop(zone, None)
+        if stale or dirty:
+            with self.store.transaction():
+                self.store.delete_links(link.id for link in stale)
+                self.store.put_links(dirty.values())
+                if adopted:
+                    self.store.set_next_seq(self.links.ids.next_seq)
+        log.debug("zone %s reconciled: %d kernel links, %d adopted, %d changed, %d removed, "
+                  "%d beyond the limit", zone, len(found), len(adopted), len(dirty) -
+                  len(adopted), len(stale), beyond)
         for link in stale:
             self._publish("link_removed", link)
         for link in absent:
@@ -931,26 +1089,53 @@ class Broker:
             raise HaltIncomplete(p.name, errors)
         return Empty()
 
-    async def teardown_zone(self, name: str) -> list[str]:
-        """Every step runs even when an earlier one failed; the failures are returned."""
+    def _reaches_out(self, link: LinkRecord) -> bool:
+        """Whether taking `link` out of its zone changes another zone: lent, or a veth
+        with its other end elsewhere (an uplink's port on a host bridge)."""
+        peer = self.links.get(link.peer_id)
+        return link.onloan or (peer is not None and peer.zone != link.zone)
+
+    async def teardown_zone(self, name: str, *, dying: bool = False) -> list[str]:
+        """Every step runs even when an earlier one failed; the failures are returned.
+
+        Three phases, so that a zone with thousands of links never holds the global lock
+        across them: (1) under the global and zone locks, only what reaches into other
+        zones (lent links go home, veths with an end elsewhere go), bounded by what the host
+        lent and by `host_bridge_ports_per_zone`; (2) under the zone's lock alone, one
+        netlink delete per own link (at most the zone's link limit); (3) under both locks
+        again, briefly: the rows forgotten in one pass and one transaction, the zone gone.
+        `dying`: the zone's namespace lost what made it a zone (its process exited, its
+        /run/netns name went): its own links are not deleted one by one but go with the
+        namespace when the broker lets go of it, all at once in the kernel."""
         errors: list[str] = []
         zone = self.zones.get(name)
         assert zone is not None
+
+        def failed(link: LinkRecord, exc: Exception) -> None:
+            errors.append(f"link {link.name}: {exc}")
+            self._forget([link])
+
         async with self._locked(GLOBAL_ZONE, name):
+            await self._teardown_outward(name, failed)
+        gone: list[LinkRecord] = []
+        async with self._locked(name):
             # Newest first: ports and stacked links go before their bridges and parents, so
             # a persistent port is recorded still on its bridge.
+            deleted: set[int] = set()
             for link in sorted(self.links.in_zone(name), key=self.links.order, reverse=True):
-                if self.links.get(link.id) is not link:
-                    continue  # gone with its veth peer
-                try:
-                    if link.onloan:
-                        await self._return_home(link)
-                    else:
-                        await self._remove_owned(link)
-                except (LinkbrokerError, OSError) as exc:
-                    errors.append(f"link {link.name}: {exc}")
-                    self.links.remove(link.id)
-                    self.store.delete_links([link.id])
+                if self.links.get(link.id) is not link or self._reaches_out(link):
+                    continue  # handled in (1) and (3)
+                if (not dying and link.id not in deleted and link.present
+                        and link.ifindex is not None):
+                    try:
+                        await self._runtime(name).netlink.delete(link.ifindex)
+                    except KernelError as exc:
+                        if exc.errno != errno.ENODEV:  # ENODEV: gone with its parent
+                            errors.append(f"link {link.name}: {exc}")
+                    except (LinkbrokerError, OSError) as exc:
+                        errors.append(f"link {link.name}: {exc}")
+                deleted.update((link.id, link.peer_id or 0))
+                gone.append(link)
             if zone.attached and zone.pid is not None:
                 try:
                     from zones.attach import detach_socket
@@ -959,16 +1144,46 @@ class Broker:
                 except Exception as exc:
                     errors.append(f"detach socket: {exc}")
                 zone.attached = False
+        async with self._locked(GLOBAL_ZONE, name):
+            await self._teardown_outward(name, failed)  # anything lent meanwhile
+            kept = [link for link in gone if link.persistent and self.links.get(link.id)]
+            for link in kept:
+                link.present, link.ifindex = False, None
+            self.store.put_links(kept)
+            self._forget([link for link in gone if not link.persistent
+                          and self.links.get(link.id) is link])
             rt = self.runtimes.pop(name, None)
             if rt is not None:
                 rt.close()
             self.zones.remove(name)
             self.store.delete_zone(name)
+            self.unadopted.pop(name, None)
+            self._beyond.pop(name, None)
         self._publish_zone("zone_halted", name)
         self.events.forget_zone(name)
         return errors
 
+    async def _teardown_outward(self, name: str,
+                                failed: Callable[[LinkRecord, Exception], None]) -> None:
+        """Phase (1) of `teardown_zone`: the zone's links that reach into other zones."""
+        for link in sorted(self.links.in_zone(name), key=self.links.order, reverse=True):
+            if self.links.get(link.id) is not link or not self._reaches_out(link):
+                continue
+            try:
+                if link.onloan:
+                    await self._return_home(link)
+                else:
+                    await self._remove_owned(link)
+            except (LinkbrokerError, OSError) as exc:
+                failed(link, exc)
+
     async def _return_home(self, link: LinkRecord) -> None:
+        if not await self._lend_intact(link):
+            # The zone replaced the lent link with one of its own: that one stays its own.
+            log.warning("zone %s: link %s is no longer the link the host lent; not moved "
+                        "to the host", link.zone, link.name)
+            self._forget([link])
+            return
         if link.cls in NETNS_LOCAL:
             # The kernel cannot move it out of the zone it was made in; it ends with the zone.
             await self._remove_owned(link)
