@@ -183,15 +183,18 @@ async def remove_address(broker: Broker, caller: Caller, p: RemoveAddressParams)
     text = str(iface)
     async with broker._locked(link.zone):
         link = _usable(broker, caller, p.link, p.zone)
-        configured = broker.store.delete_addr_config(link.id, text)
+        configured = any(i == link.id and a == text
+                         for i, _, a in broker.store.addr_configs())
         try:
             await _address_request(broker, link, RTM_DELADDR, iface,
                                    f"remove address {text} from {link.name}")
         except KernelError as exc:
             if exc.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
-                raise
+                raise  # refused: the configuration stays as it was
             if not configured:
                 raise AddressNotFound(text) from None
+        # Forgotten only once the kernel has let go of it (or never held it).
+        broker.store.delete_addr_config(link.id, text)
         _publish(broker, "address_removed", link.zone,
                  address=_address_view(link, text, _family(iface), configured))
         return Empty()
@@ -295,16 +298,18 @@ async def remove_route(broker: Broker, caller: Caller, p: RemoveRouteParams) -> 
             raise KernelError(errno.ENODEV, f"zone {zone} is not running")
         gateway = None if spec.gateway is None else str(spec.gateway)
         cfg = RouteConfig(dest, gateway, link.id if link else None, spec.metric)
-        configured = broker.store.delete_route_config(zone, _route_key(cfg))
+        key = _route_key(cfg)
+        configured = any(z == zone and k == key for z, k, _, _ in broker.store.route_configs())
         try:
             await _route_request(broker, zone, RTM_DELROUTE, spec,
                                  oif=link.ifindex if link else None,
                                  what=f"remove route to {dest}")
         except KernelError as exc:
             if exc.errno != errno.ESRCH:
-                raise
+                raise  # refused: the configuration stays as it was
             if not configured:
                 raise RouteNotFound(dest) from None
+        broker.store.delete_route_config(zone, key)
         view = _static_view(zone, spec, link, configured)
         _publish(broker, "route_removed", zone, route=view)
         return Empty()
