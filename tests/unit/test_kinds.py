@@ -9,7 +9,7 @@ request in tests/test_kinds_kernel.py.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import pytest
@@ -17,72 +17,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker._errors import InvalidParameter, Unsupported
-from broker._types import LINK_CLASSES, CreatableClass, LinkSpec
+from broker._types import LINK_CLASSES, LinkSpec
 from broker.kinds import KINDS, CreateRequest, Resolved, classify
 from broker.kinds._base import _OPTIONAL_SPEC_FIELDS, COMMON_FIELDS, check_ip, check_mac
 from broker.kinds.macvlan import MODES
-
-CREATABLE = ("veth", "bridge", "macvlan", "macvtap", "vxlan", "tap", "vlan", "ipvlan", "bond",
-             "dummy", "gre", "ipip", "wireguard", "geneve")
-
-# What each class needs to be valid at all.
-REQUIRED: dict[str, dict[str, Any]] = {
-    "veth": {"peer": "v1"},
-    "bridge": {},
-    "macvlan": {"parent": "eth0"},
-    "macvtap": {"parent": "eth0"},
-    "vxlan": {"vni": 42},
-    "tap": {},
-    "vlan": {"parent": "eth0", "vid": 10},
-    "ipvlan": {"parent": "eth0"},
-    "bond": {},
-    "dummy": {},
-    "gre": {"remote": "192.0.2.1"},
-    "ipip": {"remote": "192.0.2.1"},
-    "wireguard": {},
-    "geneve": {"vni": 7, "remote": "192.0.2.1"},
-}
-# A valid value for every optional field.
-SAMPLE: dict[str, Any] = {
-    "peer": "v1", "peer_zone": "red", "parent": "eth0", "mode": "private", "vni": 7,
-    "remote": "192.0.2.1", "local": "192.0.2.2", "port": 8472, "uplink": "br0",
-    "vid": 20, "protocol": "802.1ad", "miimon": 100, "ttl": 64,
-}
-# SAMPLE's mode is macvlan's; the classes whose modes are their own.
-SAMPLE_MODE = {"ipvlan": "l3s", "bond": "802.3ad"}
-
-
-def spec(cls: str, **fields: Any) -> LinkSpec:
-    """A valid spec of `cls` (its required fields filled in), with `fields` on top."""
-    return LinkSpec(name="l0", class_=cast(CreatableClass, cls), **{**REQUIRED[cls], **fields})
-
-
-def sample(cls: str, field: str) -> Any:
-    return SAMPLE_MODE.get(cls, SAMPLE["mode"]) if field == "mode" else SAMPLE[field]
-
-
-def accepted(cls: str, **fields: Any) -> CreateRequest:
-    """The kernel request for a spec the kind must accept (validated, then built)."""
-    link = spec(cls, **fields)
-    KINDS[cls].validate(link)
-    return KINDS[cls].request(link, Resolved(parent_ifindex=3))
-
-
-def verdict(cls: str, **fields: Any) -> str | None:
-    """The parameter validating this spec names, or None when the kind accepts it."""
-    try:
-        KINDS[cls].validate(spec(cls, **fields))
-    except InvalidParameter as exc:
-        return exc.parameter
-    return None
-
-
-def refused(cls: str, **fields: Any) -> str:
-    """The parameter named by the InvalidParameter that validating this spec raises."""
-    with pytest.raises(InvalidParameter) as exc:
-        KINDS[cls].validate(spec(cls, **fields))
-    return exc.value.parameter
-
+from tests.unit.kinds_specs import (
+    CREATABLE,
+    REQUIRED,
+    accepted,
+    refused,
+    sample,
+    spec,
+    verdict,
+)
 
 # --- the registry -------------------------------------------------------------------------------
 
@@ -429,93 +376,3 @@ def test_decoded_specs_are_refused_with_wire_names(body: dict[str, Any], paramet
     with pytest.raises(InvalidParameter) as exc:
         KINDS[link.class_].validate(link)
     assert exc.value == InvalidParameter(parameter)
-
-
-# --- classes added for issue 14 (their bytes against iproute2's: tests/test_kinds_kernel.py) ----
-
-
-@pytest.mark.parametrize(("vid", "ok"), [(1, True), (4094, True), (0, False), (4095, False),
-                                         (-1, False), (1 << 16, False)])
-def test_vlan_vid_range(vid: int, ok: bool) -> None:
-    assert verdict("vlan", vid=vid) == (None if ok else "link.vid")
-
-
-@pytest.mark.parametrize(("protocol", "ethertype"), [(None, None), ("802.1q", b"\x81\x00"),
-                                                     ("802.1ad", b"\x88\xa8")])
-def test_vlan_request(protocol: str | None, ethertype: bytes | None) -> None:
-    """IFLA_VLAN_ID (u16), then IFLA_VLAN_PROTOCOL (big-endian) only when asked."""
-    request = accepted("vlan", vid=0x0102, protocol=protocol)
-    assert request.kind == "vlan" and request.attrs["link"] == 3
-    expected = b"\x06\x00\x01\x00\x02\x01\x00\x00"
-    if ethertype is not None:
-        expected += b"\x06\x00\x05\x00" + ethertype + b"\x00\x00"
-    assert request.attrs["info_data"] == expected
-
-
-@pytest.mark.parametrize("protocol", ["802.1Q ", "8021q", "", "0x8100", "802.1ah"])
-def test_vlan_bad_protocols(protocol: str) -> None:
-    assert refused("vlan", protocol=protocol) == "link.protocol"
-
-
-@pytest.mark.parametrize(("mode", "number"), [(None, 1), ("l2", 0), ("l3", 1), ("l3s", 2)])
-def test_ipvlan_modes(mode: str | None, number: int) -> None:
-    data = accepted("ipvlan", mode=mode).attrs["info_data"]
-    assert data == bytes([6, 0, 1, 0, number, 0, 0, 0, 6, 0, 2, 0, 0, 0, 0, 0])
-
-
-@pytest.mark.parametrize(("cls", "mode"), [("ipvlan", "bridge"), ("ipvlan", "L2"),
-                                           ("bond", "lacp"), ("bond", "l2"), ("bond", "")])
-def test_modes_of_another_class_are_refused(cls: str, mode: str) -> None:
-    assert refused(cls, mode=mode) == "link.mode"
-
-
-def test_bond_request() -> None:
-    """Nothing asked: no IFLA_INFO_DATA at all (as `ip link add b0 type bond`)."""
-    assert accepted("bond") == CreateRequest(kind="bond")
-    data = accepted("bond", mode="active-backup", miimon=100).attrs["info_data"]
-    assert data == b"\x05\x00\x01\x00\x01\x00\x00\x00" + b"\x08\x00\x03\x00\x64\x00\x00\x00"
-
-
-@pytest.mark.parametrize(("miimon", "ok"), [(0, True), ((1 << 31) - 1, True), (-1, False),
-                                            (1 << 31, False)])
-def test_bond_miimon_range(miimon: int, ok: bool) -> None:
-    assert verdict("bond", miimon=miimon) == (None if ok else "link.miimon")
-
-
-@pytest.mark.parametrize("cls", ["gre", "ipip"])
-@pytest.mark.parametrize(("fields", "parameter"), [
-    ({"remote": "2001:db8::1"}, "link.remote"),  # ip6gre/ip6tnl are other kinds
-    ({"local": "2001:db8::1"}, "link.local"),
-    ({"remote": "192.0.2"}, "link.remote"),
-    ({"ttl": 256}, "link.ttl"),
-    ({"ttl": -1}, "link.ttl"),
-    ({"ttl": 0}, None),
-    ({"ttl": 255, "local": "192.0.2.7"}, None),
-])
-def test_tunnel_fields(cls: str, fields: dict[str, Any], parameter: str | None) -> None:
-    assert verdict(cls, **fields) == parameter
-
-
-@pytest.mark.parametrize("cls", ["gre", "ipip"])
-def test_tunnel_requests_carry_endpoints_and_ttl(cls: str) -> None:
-    data = accepted(cls, local="192.0.2.7", ttl=64).attrs["info_data"]
-    assert bytes([192, 0, 2, 7]) in data and bytes([192, 0, 2, 1]) in data
-    assert b"\x05\x00" + bytes([8 if cls == "gre" else 4]) + b"\x00\x40" in data  # ttl
-
-
-@pytest.mark.parametrize(("remote", "attribute"), [("192.0.2.1", 2), ("2001:db8::1", 7)])
-def test_geneve_request(remote: str, attribute: int) -> None:
-    data = accepted("geneve", vni=0xABCDEF, remote=remote).attrs["info_data"]
-    assert data.startswith(b"\x08\x00\x01\x00\xef\xcd\xab\x00")
-    assert data[8:12] == bytes([8 if attribute == 2 else 20, 0, attribute, 0])
-
-
-@pytest.mark.parametrize(("vni", "ok"), [(0, True), ((1 << 24) - 1, True), (1 << 24, False),
-                                         (-1, False)])
-def test_geneve_vni_range(vni: int, ok: bool) -> None:
-    assert verdict("geneve", vni=vni) == (None if ok else "link.vni")
-
-
-@pytest.mark.parametrize("cls", ["dummy", "wireguard"])
-def test_kind_only_requests(cls: str) -> None:
-    assert accepted(cls) == CreateRequest(kind=cls)
