@@ -84,3 +84,19 @@ def test_netns_zone_is_halted_when_deleted(broker: BrokerProcess, netns: Any,
         gz.delete_link(host_end)
         with pytest.raises(LinkNotFound):
             gz.get_link(host_end)
+
+
+def test_deleted_indexes_reads_only_well_formed_dellink_messages() -> None:
+    """The one thing the monitor reads out of a message (pure: a crafted datagram)."""
+    import struct
+
+    from broker._monitor import deleted_indexes
+
+    def msg(kind: int, index: int) -> bytes:
+        body = struct.pack("=BxHiII", 0, 1, index, 0, 0)
+        return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+    data = msg(16, 5) + msg(17, 7) + msg(17, 9)
+    assert deleted_indexes(data) == [7, 9]  # RTM_NEWLINK is not a deletion
+    assert deleted_indexes(data[:-1]) == [7]  # a message cut short ends the datagram
+    assert deleted_indexes(struct.pack("=IHHII", 8, 17, 0, 0, 0)) == []  # a lying length
