@@ -45,7 +45,7 @@ from broker.client import (
 __all__ = ["main"]
 
 LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over", "id", "onloan",
-               "persistent", "mac", "peer", "master", "ifindex")
+               "persistent", "mac", "peer", "master", "ifindex", "kind")
 DEFAULT_LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over")
 ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links", "inode", "pid", "container",
                "cni")
@@ -86,6 +86,7 @@ def _link_row(link: Link) -> dict[str, str]:
         "persistent": "yes" if link.persistent else "no", "mac": link.mac or "",
         "peer": link.peer or "", "master": link.master or "",
         "ifindex": "" if link.ifindex is None else str(link.ifindex),
+        "kind": link.kind or "",  # the kernel kind of a link of class other
     }
 
 

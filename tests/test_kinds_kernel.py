@@ -43,7 +43,7 @@ from broker._netlink import ZoneNetlink
 from broker._rtnl import exchange
 from broker._types import Event, LinkSpec
 from broker.kinds import KINDS, Resolved
-from tests.conftest import BrokerProcess, run
+from tests.conftest import ROOT, BrokerProcess, run
 from tests.test_broker import kernel_links
 from tests.test_events import wait_for
 
@@ -348,6 +348,11 @@ def test_ifb_made_behind_the_brokers_back_is_other(broker: BrokerProcess, netns:
             assert (added.link.class_, added.link.kind) == ("other", "ifb")
             assert ifb in {x.name for x in gz.list_links(cls="other")}
             assert ifb not in {x.name for x in gz.list_links(cls="phys")}
+            shown = subprocess.run(
+                [sys.executable, "-m", "broker.linkadm", "--socket", broker.socket, "show-link",
+                 ifb, "-p", "-o", "link,class,kind"], capture_output=True, text=True,
+                cwd=ROOT, timeout=60, check=True)
+            assert shown.stdout == f"{ifb}:other:ifb\n"
             gz.boot_zone("ifbz", netns=ns)
             with pytest.raises(Unsupported) as exc:
                 gz.assign_link(ifb, "ifbz")
