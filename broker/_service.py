@@ -223,6 +223,8 @@ class Broker:
         rest stay out of the table: the caller counts them against the limit.
         Returns (adopted, links already in the table that now name one of them as peer).
         O(n) in the links found."""
+        if room == 0:
+            return [], []  # a zone at its limit: not even a sort of what it holds
         new = sorted((k for k in found
                       if k.name != "lo" and not self.links.name_taken(zone, k.name)),
                      key=lambda k: k.ifindex)
@@ -1021,7 +1023,7 @@ class Broker:
         monitor = self.runtimes[zone].monitor if zone in self.runtimes else None
         adopted, touched = self.adopt(
             zone, rest, room if monitor is None else min(room, _ADOPT_PER_PASS))
-        if len(adopted) < room and monitor is not None:
+        if monitor is not None and len(adopted) == _ADOPT_PER_PASS < room:
             monitor.poke()
         index = self.links.ifindexes(zone)
         for link, k in renamed:
