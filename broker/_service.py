@@ -732,6 +732,7 @@ class Broker:
         sets or clears the standing assignment; None keeps it as it is."""
         await self._move(link, zone, link.name)
         self._lends_ended.discard(link.id)  # a DELLINK from an earlier lend ended that one
+        await self._relearn_netnsids(link)
         link.home_name = link.home_name or link.name
         if persistent is not None:
             link.assigned_to = zone if persistent else None
@@ -748,6 +749,7 @@ class Broker:
         self.store.put_links([link])
         self._publish("link_reclaimed", link, zone=zone, zone_sees=as_lent)
         addresses.link_moved(self, link)
+        await self._relearn_netnsids(link)
 
     async def _move(self, link: LinkRecord, zone: str, name: str) -> None:
         """The kernel moves the link (and it is read back where it arrived, in the same
@@ -947,6 +949,19 @@ class Broker:
             pk = await other.netlink.get_index(peer.ifindex)
             return pk is not None and pk.kind == "veth" and pk.link == link.ifindex
         return True
+
+    async def _relearn_netnsids(self, moved: LinkRecord) -> None:
+        """The broker moved `moved`: lent links whose peer or parent it is now see that
+        namespace under another id (or none); read their new `lent_netnsid` now, before a
+        reconciliation takes the change for a forgery."""
+        for other in self.links:
+            if (other.onloan and other.present and other.ifindex is not None
+                    and moved.id in (other.peer_id, other.parent_id)):
+                rt = self.runtimes.get(other.zone)
+                k = None if rt is None else await rt.netlink.get_index(other.ifindex)
+                if k is not None:
+                    other.lent_netnsid = k.link_netnsid
+                    self.store.put_links([other])
 
     async def _check_lends(self, zone: str) -> None:
         """Messages were lost (or the broker was down): verify every lent link of the zone

@@ -120,3 +120,24 @@ def test_an_intact_lend_still_comes_home(broker: BrokerProcess, netns: Any,
         gz.halt_zone("honest")
         assert {b, mv} <= set(kernel(None))
         gz.delete_link(a)
+
+
+def test_moving_a_lent_links_peer_does_not_end_its_lend(broker: BrokerProcess, netns: Any,
+                                                        names: Any) -> None:
+    """The broker moving one end of a veth changes the namespace id the other end (lent)
+    sees its peer under: that is not a forgery (found by tests/test_isolation.py)."""
+    ns = netns("pair")
+    here, there = names.link("h"), names.link("t")
+    with broker.client() as gz:
+        gz.boot_zone("pair", netns=ns)
+        gz.create_link(LinkSpec(name=here, class_="veth", peer=there, peer_zone="pair"))
+        gz.assign_link(here, "pair")  # both ends in the zone now, both lent
+        run("ip", "-n", ns, "link", "set", there, "mtu", "1400")  # a resync follows
+        assert eventually(partial(mtu_is, gz, there, "pair", 1400))
+        assert {gz.get_link(x, "pair").owner for x in (here, there)} == {"global"}
+        gz.reclaim_link(here)
+        run("ip", "-n", ns, "link", "set", there, "mtu", "1300")
+        assert eventually(partial(mtu_is, gz, there, "pair", 1300))
+        assert gz.get_link(there, "pair").owner == "global"
+        gz.reclaim_link(there)
+        gz.delete_link(here)
