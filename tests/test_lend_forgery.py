@@ -131,6 +131,8 @@ def test_moving_a_lent_links_peer_does_not_end_its_lend(broker: BrokerProcess, n
     with broker.client() as gz:
         gz.boot_zone("pair", netns=ns)
         gz.create_link(LinkSpec(name=here, class_="veth", peer=there, peer_zone="pair"))
+        run("ip", "-n", ns, "link", "set", there, "mtu", "1450")  # reconciled while apart
+        assert eventually(partial(mtu_is, gz, there, "pair", 1450))
         gz.assign_link(here, "pair")  # both ends in the zone now, both lent
         run("ip", "-n", ns, "link", "set", there, "mtu", "1400")  # a resync follows
         assert eventually(partial(mtu_is, gz, there, "pair", 1400))
