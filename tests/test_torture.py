@@ -118,7 +118,9 @@ def torture(broker: BrokerProcess, netns: Any, prefix: str, kills: int, seed: in
             next_made = gz.create_link(LinkSpec(name=fresh(), class_="bridge", zone="tora"))
             assert next_made.id not in seen_ids | deleted_ids, "an ID was reused"
             seen_ids.add(next_made.id)
-    with broker.client() as gz:
+    # Halting deletes every link left, one kernel delete each (~16-40 ms): hundreds of them
+    # take longer than the client's usual 30 s.
+    with Client(broker.socket, timeout=600) as gz:
         for zone in zones:
             gz.halt_zone(zone)
 
@@ -129,6 +131,9 @@ def test_torture_short(broker: BrokerProcess, netns: Any, prefix: str) -> None:
 
 
 @pytest.mark.slow
+# 200 kills take ~4.5 minutes here, and halting the zones at the end one kernel delete per
+# link left (~40 ms for a bridge) adds up to a minute: more than the suite's 300 s default.
+@pytest.mark.timeout(900)
 def test_torture_long(broker: BrokerProcess, netns: Any, prefix: str) -> None:
     kills = max(200, int(os.environ.get("LINKBROKER_TORTURE_KILLS", "200")))
     t0 = time.monotonic()
