@@ -1134,7 +1134,9 @@ class Broker:
 
         async with self._locked(GLOBAL_ZONE, name):
             await self._teardown_outward(name, failed)
-        gone: list[LinkRecord] = []
+            rt = self.runtimes.get(name)
+            if rt is not None and rt.monitor is not None:
+                rt.monitor.close()  # no resync of what the halt itself deletes
         async with self._locked(name):
             # Newest first: ports and stacked links go before their bridges and parents, so
             # a persistent port is recorded still on its bridge.
@@ -1152,7 +1154,6 @@ class Broker:
                     except (LinkbrokerError, OSError) as exc:
                         errors.append(f"link {link.name}: {exc}")
                 deleted.update((link.id, link.peer_id or 0))
-                gone.append(link)
             if zone.attached and zone.pid is not None:
                 try:
                     from zones.attach import detach_socket
@@ -1163,12 +1164,12 @@ class Broker:
                 zone.attached = False
         async with self._locked(GLOBAL_ZONE, name):
             await self._teardown_outward(name, failed)  # anything lent meanwhile
-            kept = [link for link in gone if link.persistent and self.links.get(link.id)]
+            own = self.links.in_zone(name)
+            kept = [link for link in own if link.persistent]
             for link in kept:
                 link.present, link.ifindex = False, None
             self.store.put_links(kept)
-            self._forget([link for link in gone if not link.persistent
-                          and self.links.get(link.id) is link])
+            self._forget([link for link in own if not link.persistent])
             rt = self.runtimes.pop(name, None)
             if rt is not None:
                 rt.close()
