@@ -50,6 +50,8 @@ def parser_of(entry: metadata.EntryPoint) -> argparse.ArgumentParser:
     argparse.ArgumentParser.parse_args = capture  # type: ignore[method-assign,assignment]
     try:
         entry.load()([])
+    except TypeError as error:
+        raise SystemExit(f"{entry.name}: give {entry.module} a build_parser() ({error})") from None
     except _Captured as got:
         return got.parser
     finally:

@@ -4,6 +4,7 @@ STATUS. Real broker, real namespaces, Debian's host-local."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,25 @@ def test_boot_zone_refuses_a_malformed_cni_container(cni: Cni, netns: Any) -> No
                                                "cni_container": "../x"})
     assert err.value.parameter == "cni_container"
     assert "cnibz" not in cni.zones()
+
+
+def _by_hand(plugin: Path, *args: str) -> tuple[int, str, str]:
+    """Run as a person would, with stdin a pipe left open: a plugin waiting on it would
+    time out here. Its output is small enough for the pipes' buffers."""
+    with subprocess.Popen([str(plugin), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}) as proc:
+        code = proc.wait(timeout=30)
+        assert proc.stdout is not None and proc.stderr is not None
+        return code, proc.stdout.read(), proc.stderr.read()
+
+
+def test_run_by_hand_it_teaches_and_never_waits_on_stdin(cni: Cni) -> None:
+    """Without CNI_COMMAND a person is at the keyboard: --help, --version and a usage error,
+    all without reading stdin (a runtime always sets CNI_COMMAND)."""
+    code, out, _ = _by_hand(cni.plugin, "--help")
+    assert code == 0 and "CNI_COMMAND" in out and "network configuration" in out, out
+    code, out, _ = _by_hand(cni.plugin, "--version")
+    assert code == 0 and out.startswith("linkbroker-cni 0.") and "1.1.0" in out, out
+    code, _, err = _by_hand(cni.plugin)
+    assert code == 2 and "CNI_COMMAND is not set" in err, err

@@ -254,7 +254,18 @@ def run(environ: dict[str, str], stdin: bytes) -> dict[str, Any] | None:
     return None
 
 
+def build_parser() -> Any:
+    """The command line a person sees (--help, --version): for the man page and completions."""
+    from clients.cni._manual import build_parser as manual
+
+    return manual()
+
+
 def main() -> int:
+    if "CNI_COMMAND" not in os.environ:  # a person, not a runtime: never wait on stdin
+        from clients.cni._manual import main as by_hand
+
+        return by_hand(sys.argv[1:])
     stdin = b"" if sys.stdin is None else sys.stdin.buffer.read()
     try:
         result = run(dict(os.environ), stdin)
