@@ -10,12 +10,12 @@ for the contract's objects.
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
+from broker import _linkadm_output as out
 from broker._errors import (
     AddressExists,
     AddressNotFound,
@@ -64,22 +64,6 @@ def _call(c: Client, method: str, **params: Any) -> dict[str, Any]:
                        {k: v for k, v in params.items() if v is not None})
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n")
-
-
-def _show(rows: list[dict[str, str]], objects: Any, a: argparse.Namespace,
-          allowed: Sequence[str], default: Sequence[str]) -> None:
-    from broker.linkadm import UsageError, _fields, _table
-
-    if a.json:
-        _print_json(objects)
-        return
-    if a.parseable and not a.output:
-        raise UsageError("-p needs -o FIELD,... (e.g. -p -o link,address)")
-    sys.stdout.write(_table(rows, _fields(a.output, allowed, default), a.parseable))
-
-
 def _addr_row(x: Address) -> dict[str, str]:
     return {"link": x.link, "address": x.address, "family": x.family,
             "persistent": "yes" if x.persistent else "no", "zone": x.zone,
@@ -99,13 +83,13 @@ def cmd_create_addr(c: Client, a: argparse.Namespace) -> None:
     reply = _call(c, "AddAddress", link=a.link, address=a.address, zone=a.zone,
                   persistent=a.persistent or None)
     if a.json:
-        _print_json(msgspec.convert(reply["address"], Address))
+        out.print_json(msgspec.convert(reply["address"], Address))
 
 
 def cmd_show_addr(c: Client, a: argparse.Namespace) -> None:
     found = msgspec.convert(_call(c, "ListAddresses", link=a.link, zone=a.zone)["addresses"],
                             list[Address])
-    _show([_addr_row(x) for x in found], found, a, ADDR_FIELDS, DEFAULT_ADDR_FIELDS)
+    out.show([_addr_row(x) for x in found], found, a, ADDR_FIELDS, DEFAULT_ADDR_FIELDS)
 
 
 def cmd_delete_addr(c: Client, a: argparse.Namespace) -> None:
@@ -116,12 +100,12 @@ def cmd_add_route(c: Client, a: argparse.Namespace) -> None:
     reply = _call(c, "AddRoute", destination=a.destination, gateway=a.gateway, link=a.link,
                   metric=a.metric, zone=a.zone, persistent=a.persistent or None)
     if a.json:
-        _print_json(msgspec.convert(reply["route"], Route))
+        out.print_json(msgspec.convert(reply["route"], Route))
 
 
 def cmd_show_route(c: Client, a: argparse.Namespace) -> None:
     found = msgspec.convert(_call(c, "ListRoutes", zone=a.zone)["routes"], list[Route])
-    _show([_route_row(r) for r in found], found, a, ROUTE_FIELDS, DEFAULT_ROUTE_FIELDS)
+    out.show([_route_row(r) for r in found], found, a, ROUTE_FIELDS, DEFAULT_ROUTE_FIELDS)
 
 
 def cmd_delete_route(c: Client, a: argparse.Namespace) -> None:
@@ -135,7 +119,7 @@ def cmd_set_protection(c: Client, a: argparse.Namespace) -> None:
     reply = _call(c, "SetLinkProtection", name=a.link, zone=a.zone, protection=protection,
                   allowed_ips=allowed or None)
     if a.json:
-        _print_json(msgspec.convert(reply["protection"], Protection))
+        out.print_json(msgspec.convert(reply["protection"], Protection))
 
 
 def cmd_show_protection(c: Client, a: argparse.Namespace) -> None:
@@ -144,7 +128,7 @@ def cmd_show_protection(c: Client, a: argparse.Namespace) -> None:
     row = {"link": got.link, "zone": got.zone,
            "protection": ",".join(got.protection) or "--",
            "allowed-ips": ",".join(got.allowed_ips) or "--", "mac": got.mac or "--"}
-    _show([row], got, a, ("link", "zone", "protection", "allowed-ips", "mac"),
+    out.show([row], got, a, ("link", "zone", "protection", "allowed-ips", "mac"),
           ("link", "protection", "allowed-ips"))
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, get_args
+from collections.abc import Callable
+from typing import get_args
 
 import msgspec
 
 from broker import _exits
 from broker import _linkadm_addr as addr
+from broker import _linkadm_output as out
 from broker import _linkadm_topology as topology
 from broker._types import CreatableClass
 from broker._version import version
@@ -35,7 +36,6 @@ from broker.client import (
     NotOwner,
     PermissionDenied,
     Unsupported,
-    Zone,
     ZoneExists,
     ZoneNotFound,
     ZoneNotRegistered,
@@ -43,13 +43,6 @@ from broker.client import (
 )
 
 __all__ = ["main"]
-
-LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over", "id", "onloan",
-               "persistent", "mac", "peer", "master", "ifindex", "kind")
-DEFAULT_LINK_FIELDS = ("link", "class", "zone", "owner", "state", "mtu", "over")
-ZONE_FIELDS = ("zone", "kind", "netns", "attached", "links", "inode", "pid", "container",
-               "cni")
-DEFAULT_ZONE_FIELDS = ("zone", "kind", "netns", "attached", "cni", "links")
 
 EXAMPLES = """\
 examples:
@@ -77,88 +70,21 @@ from the global zone only:
 """
 
 
-def _link_row(link: Link) -> dict[str, str]:
-    over = link.parent or link.peer or ""
-    return {
-        "link": link.name, "class": link.class_, "zone": link.zone, "owner": link.owner,
-        "state": link.state, "mtu": "" if link.mtu is None else str(link.mtu), "over": over,
-        "id": str(link.id), "onloan": "yes" if link.onloan else "no",
-        "persistent": "yes" if link.persistent else "no", "mac": link.mac or "",
-        "peer": link.peer or "", "master": link.master or "",
-        "ifindex": "" if link.ifindex is None else str(link.ifindex),
-        "kind": link.kind or "",  # the kernel kind of a link of class other
-    }
-
-
-def _zone_row(zone: Zone) -> dict[str, str]:
-    return {
-        "zone": zone.name, "kind": zone.kind,
-        "netns": zone.netns or (str(zone.pid) if zone.pid else "") or (zone.container or "")[:12],
-        "attached": "yes" if zone.attached else "no", "links": ",".join(zone.links),
-        "inode": str(zone.netns_inode), "pid": "" if zone.pid is None else str(zone.pid),
-        "container": zone.container or "",
-        # The runtime's container (linkbroker-cni), shortened as container IDs usually are.
-        "cni": (zone.cni_container or "")[:12],
-    }
-
-
-def _fields(spec: str | None, allowed: Sequence[str], default: Sequence[str]) -> list[str]:
-    if not spec:
-        return list(default)
-    if spec == "all":
-        return list(allowed)
-    chosen = [f.strip().lower() for f in spec.split(",") if f.strip()]
-    for f in chosen:
-        if f not in allowed:
-            raise UsageError(f"unknown field {f!r}; fields are: {', '.join(allowed)}")
-    return chosen
-
-
-def _table(rows: list[dict[str, str]], fields: list[str], parseable: bool) -> str:
-    if parseable:
-        return "".join(":".join(r[f].replace(":", "\\:") for f in fields) + "\n" for r in rows)
-    header = [f.upper() for f in fields]
-    widths = [max([len(h)] + [len(r[f]) for r in rows]) for h, f in zip(header, fields,
-                                                                          strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(r[f].ljust(w) for f, w in zip(fields, widths,
-                                                             strict=True)).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-class UsageError(Exception):
-    pass
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(msgspec.to_builtins(value), indent=2, sort_keys=False))
-
-
-def _show(rows: list[dict[str, str]], objects: Any, args: argparse.Namespace,
-          allowed: Sequence[str], default: Sequence[str]) -> None:
-    if args.json:
-        _print_json(objects)
-        return
-    if args.parseable and not args.output:
-        raise UsageError("-p needs -o FIELD,... (e.g. -p -o link,class,zone)")
-    fields = _fields(args.output, allowed, default)
-    sys.stdout.write(_table(rows, fields, args.parseable))
-
-
 def cmd_show_link(c: Client, a: argparse.Namespace) -> None:
     links = [c.get_link(a.link, a.zone)] if a.link else c.list_links(a.zone, a.cls)
-    _show([_link_row(link) for link in links], links, a, LINK_FIELDS, DEFAULT_LINK_FIELDS)
+    out.show([out.link_row(link) for link in links], links, a, out.LINK_FIELDS,
+             out.DEFAULT_LINK_FIELDS)
 
 
 def cmd_show_zone(c: Client, a: argparse.Namespace) -> None:
     zones = [c.get_zone(a.zone)] if a.zone else c.list_zones()
-    _show([_zone_row(z) for z in zones], zones, a, ZONE_FIELDS, DEFAULT_ZONE_FIELDS)
+    out.show([out.zone_row(z) for z in zones], zones, a, out.ZONE_FIELDS,
+             out.DEFAULT_ZONE_FIELDS)
 
 
 def _print_link(link: Link, a: argparse.Namespace) -> None:
     if a.json:
-        _print_json(link)
+        out.print_json(link)
 
 
 def cmd_create_link(c: Client, a: argparse.Namespace) -> None:
@@ -199,7 +125,7 @@ def cmd_boot_zone(c: Client, a: argparse.Namespace) -> None:
     zone = c.boot_zone(a.name, netns=a.netns, pid=a.pid, container=a.container,
                        attach=False if a.no_attach else None)
     if a.json:
-        _print_json(zone)
+        out.print_json(zone)
 
 
 def cmd_halt_zone(c: Client, a: argparse.Namespace) -> None:
@@ -209,7 +135,7 @@ def cmd_halt_zone(c: Client, a: argparse.Namespace) -> None:
 def cmd_whoami(c: Client, a: argparse.Namespace) -> None:
     me = c.who_am_i()
     if a.json:
-        _print_json(me)
+        out.print_json(me)
         return
     print(f"zone {me.zone}  uid {me.uid}  gid {me.gid}  pid {me.pid}")
     print(f"authorizations: {', '.join(me.authorizations)}")
@@ -295,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("create-link", cmd_create_link, "create a link")
     p.add_argument("link")
-    p.add_argument("-c", "--class", dest="cls", required=True,
-                   choices=list(get_args(CreatableClass)))
+    classes = list(get_args(CreatableClass))
+    p.add_argument("-c", "--class", dest="cls", required=True, choices=classes,
+                   metavar="CLASS", help="one of " + ", ".join(classes))
     p.add_argument("-z", "--zone", help="zone to create it in (global zone only)")
     p.add_argument("--peer", help="veth: name of the other end")
     p.add_argument("--peer-zone", help="veth: zone of the other end (global zone only)")
@@ -400,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     except topology.CommandFailed as exc:
         print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except UsageError as exc:
+    except out.UsageError as exc:
         print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
         return _exits.USAGE
     except BrokerUnreachable as exc:
