@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from broker._errors import (
+    AddressExists,
     ContractError,
     HaltIncomplete,
     InvalidName,
@@ -35,11 +36,13 @@ from broker._errors import (
     ZoneNotRegistered,
     error_from_wire,
 )
-from broker._types import Event, Link, LinkSpec, WhoAmIReply, Zone
+from broker._types import Address, Event, Link, LinkSpec, Route, WhoAmIReply, Zone
 from broker._wire import FrameBuffer, FrameTooLarge, decode_reply, encode_call
 
 __all__ = [
     "DEFAULT_SOCKET",
+    "Address",
+    "AddressExists",
     "BrokerGone",
     "BrokerNotRunning",
     "BrokerTimeout",
@@ -61,6 +64,7 @@ __all__ = [
     "PermissionDenied",
     "ProtocolMismatch",
     "RemoteError",
+    "Route",
     "SocketMissing",
     "SocketNotPermitted",
     "Unsupported",
@@ -287,6 +291,37 @@ class Client:
 
     def reclaim_link(self, name: str, zone: str | None = None) -> Link:
         return _convert(self._call("ReclaimLink", name=name, zone=zone)["link"], Link)
+
+    def list_addresses(self, link: str | None = None, zone: str | None = None
+                       ) -> list[Address]:
+        reply = self._call("ListAddresses", link=link, zone=zone)
+        return _convert(reply["addresses"], list[Address])
+
+    def add_address(self, link: str, address: str, zone: str | None = None, *,
+                    persistent: bool | None = None) -> Address:
+        """`address` is "A/prefix" (ipadm's create-addr -T static)."""
+        reply = self._call("AddAddress", link=link, address=address, zone=zone,
+                           persistent=persistent)
+        return _convert(reply["address"], Address)
+
+    def remove_address(self, link: str, address: str, zone: str | None = None) -> None:
+        self._call("RemoveAddress", link=link, address=address, zone=zone)
+
+    def list_routes(self, zone: str | None = None) -> list[Route]:
+        return _convert(self._call("ListRoutes", zone=zone)["routes"], list[Route])
+
+    def add_route(self, destination: str, *, gateway: str | None = None,
+                  link: str | None = None, metric: int | None = None,
+                  zone: str | None = None, persistent: bool | None = None) -> Route:
+        reply = self._call("AddRoute", destination=destination, gateway=gateway, link=link,
+                           metric=metric, zone=zone, persistent=persistent)
+        return _convert(reply["route"], Route)
+
+    def remove_route(self, destination: str, *, gateway: str | None = None,
+                     link: str | None = None, metric: int | None = None,
+                     zone: str | None = None) -> None:
+        self._call("RemoveRoute", destination=destination, gateway=gateway, link=link,
+                   metric=metric, zone=zone)
 
     def subscribe(self, zone: str | None = None) -> Iterator[Event]:
         """Events as they come; the connection carries nothing else afterwards."""

@@ -771,39 +771,6 @@ def test_broker_in_a_container_sees_the_hosts_peer_groups(
         assert not (shared / "lb" / "broker.sock").exists()
 
 
-def test_agent_address_goes_only_to_the_zones_namespace() -> None:
-    """Issue 12, finding 8: the agent's addr= code enters the namespace through a pidfd and
-    checks it is the zone's (the inode the broker holds), so a pid that now names another
-    process, in another namespace, is not given the address."""
-    from zones.agent import _set_address
-
-    proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
-    try:
-        inode = 0
-        for _ in range(100):  # until unshare has exec'd sleep in the new namespace
-            inode = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
-            if inode != os.stat("/proc/self/ns/net").st_ino:
-                break
-            threading.Event().wait(0.02)
-
-        def addresses() -> str:
-            return subprocess.run(["nsenter", "-t", str(proc.pid), "-n", "ip", "-o", "addr",
-                                   "show", "dev", "lo"], capture_output=True, text=True,
-                                  check=True, timeout=30).stdout
-
-        with pytest.raises(LookupError, match="not in the zone's network namespace"):
-            _set_address(proc.pid, "lo", "198.51.100.77/32", netns_inode=inode + 1)
-        assert "198.51.100.77" not in addresses()
-        _set_address(proc.pid, "lo", "198.51.100.77/32", netns_inode=inode)
-        assert "198.51.100.77/32" in addresses()
-    finally:
-        proc.kill()
-        proc.wait(5)
-    # Gone: no pidfd (or, were the pid reused already, not the zone's namespace).
-    with pytest.raises((ProcessLookupError, LookupError)):
-        _set_address(proc.pid, "lo", "198.51.100.77/32", netns_inode=inode)
-
-
 def test_container_boot_holds_the_init_by_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
     """zones.container: the init pid Docker reports is held by a pidfd and asked about again
     before its namespace is opened; a pid that is gone, or a container that restarted in

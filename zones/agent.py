@@ -15,15 +15,16 @@ It is a global-zone administrator acting on other people's words, so it is a car
 it only ever creates new links (an existing name is ``LinkExists``, never adopted), asks the
 broker to hold each request to the policy the zone itself would face (``zone_policy``:
 ``[bridges] attachable``, ``[assign] phys``), never boots or halts a zone that is not the
-container zone of the container at hand, and deletes only what it recorded making. See
-:data:`LABELS_HELP` for the label scheme.
+container zone of the container at hand, and deletes only what it recorded making. An
+``addr=`` goes through the broker too (``AddAddress``): the agent has no netlink code and
+never enters a namespace itself. See :data:`LABELS_HELP` for the label scheme.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -34,6 +35,7 @@ from types import FrameType
 from typing import Any
 
 from broker.client import (
+    AddressExists,
     Client,
     Link,
     LinkbrokerError,
@@ -64,45 +66,6 @@ from zones.agent_state import AgentState
 __all__ = ["LABELS_HELP", "LabelError", "LinkDecl", "main", "operator_labels", "parse_labels"]
 
 LOG = logging.getLogger("linkbroker-agent")
-
-
-def _set_address(pid: int, ifname: str, addr: str, netns_inode: int | None = None) -> None:
-    """Add `addr` to `ifname` inside the network namespace of `pid` (no fork: a thread that
-    setns()es, zones._ns.run_in_netns, opens the netlink socket there).
-
-    The namespace is entered through a pidfd, not /proc/PID: the pidfd names one process for
-    its whole life, so a pid recycled after the caller read it cannot be targeted unnoticed;
-    and the namespace entered must be the zone's (`netns_inode`, which the broker holds open,
-    so that inode cannot be reused meanwhile)."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    from zones._ns import run_in_netns
-
-    address, _, prefix = addr.partition("/")
-
-    def add() -> None:
-        here = os.stat("/proc/thread-self/ns/net").st_ino
-        if netns_inode is not None and here != netns_inode:
-            raise LookupError(f"pid {pid} is not in the zone's network namespace any more")
-        ipr: Any = IPRoute()
-        try:
-            index = ipr.link_lookup(ifname=ifname)
-            if not index:
-                raise LookupError(f"no link {ifname} in pid {pid}'s namespace")
-            try:
-                ipr.addr("add", index=index[0], address=address, prefixlen=int(prefix))
-            except NetlinkError as exc:
-                if exc.code != 17:  # EEXIST: already there
-                    raise
-        finally:
-            ipr.close()
-
-    pidfd = os.pidfd_open(pid)
-    try:
-        run_in_netns(pidfd, add)  # setns(pidfd, CLONE_NEWNET): that very process's namespace
-    finally:
-        os.close(pidfd)
 
 
 @dataclass
@@ -141,7 +104,7 @@ class Agent:
                     LOG.warning("broker connection lost (%s); reconnecting", exc)
         raise AssertionError("unreachable")
 
-    def boot(self, container_id: str, name: str, labels: dict[str, str], pid: int) -> None:
+    def boot(self, container_id: str, name: str, labels: dict[str, str]) -> None:
         """Boot the container as the zone its (operator's) labels name and make its links."""
         cid = container_id[:12]
         try:
@@ -169,12 +132,11 @@ class Agent:
         self.state.made_for(container_id, zone)
         for decl in decls:
             try:
-                self.make_link(container_id, zone, decl, pid, z.netns_inode)
+                self.make_link(container_id, zone, decl)
             except (LinkbrokerError, OSError, LookupError) as exc:
                 LOG.error("zone %s: link %s not made: %s", zone, decl.ifname, exc)
 
-    def make_link(self, container_id: str, zone: str, decl: LinkDecl, pid: int,
-                  netns_inode: int | None = None) -> None:
+    def make_link(self, container_id: str, zone: str, decl: LinkDecl) -> None:
         """Create one declared link, as new links only, held to the zone's policy."""
         if decl.cls == "veth":
             assert decl.host is not None
@@ -202,8 +164,16 @@ class Agent:
             LOG.info("zone %s: host end %s up%s", zone, host,
                      f" on bridge {decl.bridge}" if decl.bridge else "")
         if decl.addr is not None:
-            _set_address(pid, decl.ifname, decl.addr, netns_inode)
-            LOG.info("zone %s: address %s on %s", zone, decl.addr, decl.ifname)
+            self.add_address(zone, decl.ifname, decl.addr)
+
+    def add_address(self, zone: str, ifname: str, address: str) -> None:
+        """addr= through the broker (AddAddress), like any other client: the broker enters the
+        zone's namespace by the handle it holds, so no pid (which can be reused) is ever
+        trusted here, and the agent needs no netlink code of its own."""
+        # AddressExists: already there (the same container booted again); the label holds.
+        with contextlib.suppress(AddressExists):
+            self._call(lambda c: c.add_address(ifname, address, zone))
+        LOG.info("zone %s: address %s on %s", zone, address, ifname)
 
     def ensure_bridge(self, bridge: str) -> None:
         """A missing bridge is created (and recorded as the agent's); an existing one is used
@@ -242,23 +212,22 @@ class Agent:
         gc_bridges(self._call, self.state)
 
     def reconcile(self, docker: Any) -> None:
-        running: dict[str, tuple[str, dict[str, str], int]] = {}
+        running: dict[str, tuple[str, dict[str, str]]] = {}
         for c in docker.api.containers(filters={"label": ZONE_LABEL}):
             info = docker.api.inspect_container(c["Id"])
             state = info.get("State", {})
             labels = labels_of(docker, info)
             if state.get("Running") and int(state.get("Pid") or 0) > 0 and ZONE_LABEL in labels:
-                running[info["Id"]] = (info.get("Name", "").lstrip("/"), labels,
-                                       int(state["Pid"]))
+                running[info["Id"]] = (info.get("Name", "").lstrip("/"), labels)
         zones = self._call(lambda c: c.list_zones())
         booted = {z.container for z in zones if z.kind == "container" and z.container}
         gone = {cid for cid in booted | set(self.state.containers)
                 if cid not in running and not running_container(docker, cid)}
         for cid in sorted(gone):
             self.halt_container(cid, "container gone")
-        for cid, (name, labels, pid) in running.items():
+        for cid, (name, labels) in running.items():
             if cid not in booted:
-                self.boot(cid, name, labels, pid)
+                self.boot(cid, name, labels)
         LOG.info("reconciled: %d labelled container(s) running, %d container zone(s) before",
                  len(running), len(booted))
 
@@ -296,12 +265,11 @@ class Agent:
                 LOG.warning("container %s started but cannot be inspected: %s", cid[:12], exc)
                 return
             state = info.get("State", {})
-            pid = int(state.get("Pid") or 0)
-            if not state.get("Running") or pid <= 0:
+            if not state.get("Running") or int(state.get("Pid") or 0) <= 0:
                 return
             labels = labels_of(docker, info)
             if ZONE_LABEL in labels:
-                self.boot(cid, info.get("Name", "").lstrip("/"), labels, pid)
+                self.boot(cid, info.get("Name", "").lstrip("/"), labels)
         elif action in ("die", "stop") and (ZONE_LABEL in attrs
                                             or cid in self.state.containers):
             self.halt_container(cid, f"container {action}")

@@ -55,9 +55,9 @@ label scheme (on the containers, read when they start):
       attachable for the zone (mode: private, vepa, bridge (default), passthru).
 
   Both ends are brought up. addr= (an IPv4 or IPv6 address with prefix length) is set on the
-  zone's end, inside the container's network namespace. Every link the agent makes is
-  non-persistent, and when the container stops the agent deletes exactly the links it made
-  for it (by broker link ID), nothing else.
+  zone's end, through the broker (AddAddress), as linkadm create-addr would. Every link
+  the agent makes is non-persistent, and when the container stops the agent deletes exactly
+  the links it made for it (by broker link ID), nothing else.
 
 examples:
   io.linkbroker.zone=red
