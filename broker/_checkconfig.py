@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from broker._policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
+from broker._policy_file import DEFAULT_POLICY_PATH, PolicyError, load_policy
 from broker._table import LinkRecord, ZoneRecord
 
 __all__ = ["ConfigProblem", "check_config"]

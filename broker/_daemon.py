@@ -33,7 +33,7 @@ from broker._errors import LinkbrokerError
 from broker._events import EventBus
 from broker._names import GLOBAL_ZONE
 from broker._netlink import ZoneNetlink
-from broker._policy import PolicyError, load_policy
+from broker._policy_file import PolicyError, load_policy
 from broker._privileges import drop_capabilities
 from broker._sdnotify import Notifier
 from broker._server import Limits, Server, raise_fd_limit

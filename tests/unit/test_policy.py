@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from broker import _policy
+from broker import _policy_file
 from broker._errors import InvalidName
 from broker._policy import (
     AUTHORIZATIONS,
     DEFAULT_POLICY,
     Policy,
-    PolicyError,
     Principal,
     Rule,
-    load_policy,
-    parse_policy,
 )
+from broker._policy_file import PolicyError, load_policy, parse_policy
 
 ALL = frozenset(AUTHORIZATIONS)
 READ = frozenset({"link.read", "event.read"})
@@ -428,19 +426,19 @@ def write(path: Path, text: str | bytes, mode: int = 0o644) -> Path:
 def test_load_default_missing_is_default_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_policy, "DEFAULT_POLICY_PATH", str(tmp_path / "absent.toml"))
+    monkeypatch.setattr(_policy_file, "DEFAULT_POLICY_PATH", str(tmp_path / "absent.toml"))
     assert load_policy(None) is DEFAULT_POLICY
 
 
 def test_load_default_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path / "policy.toml", "[limits]\nlinks_per_zone = 9\n")
-    monkeypatch.setattr(_policy, "DEFAULT_POLICY_PATH", str(path))
+    monkeypatch.setattr(_policy_file, "DEFAULT_POLICY_PATH", str(path))
     assert load_policy(None).link_limit("red") == 9
 
 
 def test_load_default_broken_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path / "policy.toml", "[limits]\nlinks_per_zone = -9\n")
-    monkeypatch.setattr(_policy, "DEFAULT_POLICY_PATH", str(path))
+    monkeypatch.setattr(_policy_file, "DEFAULT_POLICY_PATH", str(path))
     with pytest.raises(PolicyError) as caught:
         load_policy(None)
     assert str(caught.value).startswith(f"{path}:2: ")
