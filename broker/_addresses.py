@@ -25,31 +25,26 @@ import msgspec
 from broker import _nospoof as nospoof
 from broker._addrmsg import (
     RTM_DELADDR,
-    RTM_DELROUTE,
     RTM_GETADDR,
-    RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWROUTE,
     IPInterface,
     IPNetwork,
-    KernelRoute,
     RouteSpec,
     address_message,
     addresses_in,
     dump_message,
     family_name,
     parse_interface,
+    promote_secondaries_message,
     route_message,
     route_spec,
-    routes_in,
 )
 from broker._errors import (
     AddressExists,
     AddressNotFound,
     KernelError,
     LinkbrokerError,
-    RouteExists,
-    RouteNotFound,
 )
 from broker._names import GLOBAL_ZONE
 from broker._rules import find_link, target_zone
@@ -60,24 +55,20 @@ from broker._types import (
     AddressesReply,
     AddressFamily,
     AddressReply,
-    AddRouteParams,
     Empty,
     EventKind,
     ListAddressesParams,
-    ListRoutesParams,
     RemoveAddressParams,
-    RemoveRouteParams,
     Route,
-    RouteReply,
-    RoutesReply,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from broker._service import Broker, Caller
 
-__all__ = ["add_address", "add_route", "forget_links", "link_moved", "list_addresses",
-           "list_routes", "remove_address", "remove_route", "restore_configs"]
+__all__ = ["RouteConfig", "add_address", "family", "forget_links", "link_moved",
+           "list_addresses", "publish", "remove_address", "restore_configs", "route_key",
+           "route_request", "static_view", "usable"]
 
 log = logging.getLogger("linkbroker")
 
@@ -91,11 +82,11 @@ class RouteConfig(msgspec.Struct, frozen=True):
     metric: int | None = None
 
 
-def _route_key(cfg: RouteConfig) -> str:
+def route_key(cfg: RouteConfig) -> str:
     return f"{cfg.destination}|{cfg.gateway or ''}|{cfg.link_id or ''}|{cfg.metric or ''}"
 
 
-def _usable(broker: Broker, caller: Caller, name: str, zone: str | None) -> LinkRecord:
+def usable(broker: Broker, caller: Caller, name: str, zone: str | None) -> LinkRecord:
     """A link the caller may address: any link living in its zone (global: in `zone`)."""
     link = find_link(caller.zone, name, zone, broker.links, broker.zones)
     if not link.present or link.ifindex is None or link.zone not in broker.runtimes:
@@ -103,7 +94,7 @@ def _usable(broker: Broker, caller: Caller, name: str, zone: str | None) -> Link
     return link
 
 
-def _family(ip: IPInterface | IPNetwork) -> AddressFamily:
+def family(ip: IPInterface | IPNetwork) -> AddressFamily:
     return "inet" if ip.version == 4 else "inet6"
 
 
@@ -113,8 +104,8 @@ def _address_view(link: LinkRecord, address: str, family: AddressFamily,
                    family=family, persistent=persistent)
 
 
-def _publish(broker: Broker, kind: EventKind, zone: str, *, address: Address | None = None,
-             route: Route | None = None) -> None:
+def publish(broker: Broker, kind: EventKind, zone: str, *, address: Address | None = None,
+            route: Route | None = None) -> None:
     broker.events.publish(kind, zone, address=address, route=route)
 
 
@@ -159,10 +150,10 @@ async def _address_request(broker: Broker, link: LinkRecord, msg_type: int,
 
 async def add_address(broker: Broker, caller: Caller, p: AddAddressParams) -> AddressReply:
     iface = parse_interface(p.address)
-    link = _usable(broker, caller, p.link, p.zone)
+    link = usable(broker, caller, p.link, p.zone)
     text = str(iface)
-    async with broker._locked(link.zone):
-        link = _usable(broker, caller, p.link, p.zone)  # still there, under that name?
+    async with broker.locked(link.zone):
+        link = usable(broker, caller, p.link, p.zone)  # still there, under that name?
         try:
             await _address_request(broker, link, RTM_NEWADDR, iface,
                                    f"add address {text} to {link.name}")
@@ -172,19 +163,34 @@ async def add_address(broker: Broker, caller: Caller, p: AddAddressParams) -> Ad
             raise
         if p.persistent:
             broker.store.put_addr_config(link.id, link.zone, text)
-        view = _address_view(link, text, _family(iface), bool(p.persistent))
-        _publish(broker, "address_added", link.zone, address=view)
+        view = _address_view(link, text, family(iface), bool(p.persistent))
+        publish(broker, "address_added", link.zone, address=view)
         return AddressReply(address=view)
+
+
+async def _promote_secondaries(broker: Broker, link: LinkRecord, ifindex: int) -> None:
+    """Before an IPv4 address goes: the link's other addresses of its subnet stay (the
+    kernel deletes them with a primary otherwise). A link without IPv4 (EAFNOSUPPORT) has
+    nothing to keep."""
+    try:
+        await broker.runtimes[link.zone].netlink.request(
+            lambda seq: promote_secondaries_message(seq, ifindex),
+            f"keep the other addresses of {link.name}")
+    except KernelError as exc:
+        if exc.errno not in (errno.EAFNOSUPPORT, errno.EOPNOTSUPP):
+            raise
 
 
 async def remove_address(broker: Broker, caller: Caller, p: RemoveAddressParams) -> Empty:
     iface = parse_interface(p.address)
-    link = _usable(broker, caller, p.link, p.zone)
+    link = usable(broker, caller, p.link, p.zone)
     text = str(iface)
-    async with broker._locked(link.zone):
-        link = _usable(broker, caller, p.link, p.zone)
+    async with broker.locked(link.zone):
+        link = usable(broker, caller, p.link, p.zone)
         configured = any(i == link.id and a == text
                          for i, _, a in broker.store.addr_configs())
+        if iface.version == 4 and link.ifindex is not None:
+            await _promote_secondaries(broker, link, link.ifindex)
         try:
             await _address_request(broker, link, RTM_DELADDR, iface,
                                    f"remove address {text} from {link.name}")
@@ -195,124 +201,27 @@ async def remove_address(broker: Broker, caller: Caller, p: RemoveAddressParams)
                 raise AddressNotFound(text) from None
         # Forgotten only once the kernel has let go of it (or never held it).
         broker.store.delete_addr_config(link.id, text)
-        _publish(broker, "address_removed", link.zone,
-                 address=_address_view(link, text, _family(iface), configured))
+        publish(broker, "address_removed", link.zone,
+                address=_address_view(link, text, family(iface), configured))
         return Empty()
 
 
-# ---- routes ------------------------------------------------------------------------------------
+# ---- routes (their handlers are broker._routes') -----------------------------------------
 
 
-def _route_view(broker: Broker, zone: str, k: KernelRoute, persistent: bool) -> Route:
-    link = broker.links.by_ifindex(zone, k.oif) if k.oif is not None else None
-    return Route(destination=k.destination, family=family_name(k.family),
-                 zone=zone, persistent=persistent, protocol=k.protocol, gateway=k.gateway,
-                 link=link.name if link is not None else None, metric=k.metric)
-
-
-def _persistent_routes(broker: Broker) -> set[tuple[str, str, str | None, int | None]]:
-    """(zone, destination, gateway, link ID) of every persistent route."""
-    out: set[tuple[str, str, str | None, int | None]] = set()
-    for zone, _, link_id, body in broker.store.route_configs():
-        cfg = msgspec.msgpack.decode(body, type=RouteConfig)
-        out.add((zone, cfg.destination, cfg.gateway, link_id))
-    return out
-
-
-async def list_routes(broker: Broker, caller: Caller, p: ListRoutesParams) -> RoutesReply:
-    zone = target_zone(caller.zone, p.zone, broker.zones)
-    rt = broker.runtimes.get(zone)
-    if rt is None:
-        return RoutesReply(routes=[])
-    replies = await rt.netlink.request(lambda seq: dump_message(RTM_GETROUTE, seq),
-                                       "dump routes")
-    persistent = _persistent_routes(broker)
-    routes: list[Route] = []
-    for k in routes_in(replies):
-        link = broker.links.by_ifindex(zone, k.oif) if k.oif is not None else None
-        if k.oif is not None and link is None:
-            continue  # over lo, or a link the table does not hold
-        key = (zone, k.destination, k.gateway, link.id if link else None)
-        routes.append(_route_view(broker, zone, k, key in persistent
-                                  or (zone, k.destination, k.gateway, None) in persistent))
-    return RoutesReply(routes=routes)
-
-
-def _route_target(broker: Broker, caller: Caller, link: str | None, zone: str | None
-                  ) -> tuple[str, LinkRecord | None]:
-    if link is not None:
-        rec = _usable(broker, caller, link, zone)
-        return rec.zone, rec
-    return target_zone(caller.zone, zone, broker.zones), None
-
-
-def _static_view(zone: str, spec: RouteSpec, link: LinkRecord | None, persistent: bool
-                 ) -> Route:
+def static_view(zone: str, spec: RouteSpec, link: LinkRecord | None, persistent: bool
+                ) -> Route:
     """A route the broker added or removed, as the caller asked for it."""
-    return Route(destination=str(spec.destination), family=_family(spec.destination),
+    return Route(destination=str(spec.destination), family=family(spec.destination),
                  zone=zone, persistent=persistent, protocol="static",
                  gateway=None if spec.gateway is None else str(spec.gateway),
                  link=link.name if link else None, metric=spec.metric)
 
 
-async def _route_request(broker: Broker, zone: str, msg_type: int, spec: RouteSpec, *,
-                         oif: int | None, what: str) -> None:
+async def route_request(broker: Broker, zone: str, msg_type: int, spec: RouteSpec, *,
+                        oif: int | None, what: str) -> None:
     await broker.runtimes[zone].netlink.request(
         lambda seq: route_message(msg_type, seq, spec, oif), what)
-
-
-async def add_route(broker: Broker, caller: Caller, p: AddRouteParams) -> RouteReply:
-    spec = route_spec(p.destination, p.gateway, p.metric)
-    if spec.gateway is None and p.link is None:
-        raise KernelError(errno.EINVAL, "a route needs a gateway, a link or both")
-    zone, link = _route_target(broker, caller, p.link, p.zone)
-    dest = str(spec.destination)
-    async with broker._locked(zone):
-        zone, link = _route_target(broker, caller, p.link, p.zone)
-        if zone not in broker.runtimes:
-            raise KernelError(errno.ENODEV, f"zone {zone} is not running")
-        try:
-            await _route_request(broker, zone, RTM_NEWROUTE, spec,
-                                 oif=link.ifindex if link else None, what=f"add route to {dest}")
-        except KernelError as exc:
-            if exc.errno == errno.EEXIST:
-                raise RouteExists(dest) from None
-            raise
-        gateway = None if spec.gateway is None else str(spec.gateway)
-        if p.persistent:
-            cfg = RouteConfig(dest, gateway, link.id if link else None, spec.metric)
-            broker.store.put_route_config(zone, _route_key(cfg), cfg.link_id,
-                                          msgspec.msgpack.encode(cfg))
-        view = _static_view(zone, spec, link, bool(p.persistent))
-        _publish(broker, "route_added", zone, route=view)
-        return RouteReply(route=view)
-
-
-async def remove_route(broker: Broker, caller: Caller, p: RemoveRouteParams) -> Empty:
-    spec = route_spec(p.destination, p.gateway, p.metric)
-    zone, link = _route_target(broker, caller, p.link, p.zone)
-    dest = str(spec.destination)
-    async with broker._locked(zone):
-        zone, link = _route_target(broker, caller, p.link, p.zone)
-        if zone not in broker.runtimes:
-            raise KernelError(errno.ENODEV, f"zone {zone} is not running")
-        gateway = None if spec.gateway is None else str(spec.gateway)
-        cfg = RouteConfig(dest, gateway, link.id if link else None, spec.metric)
-        key = _route_key(cfg)
-        configured = any(z == zone and k == key for z, k, _, _ in broker.store.route_configs())
-        try:
-            await _route_request(broker, zone, RTM_DELROUTE, spec,
-                                 oif=link.ifindex if link else None,
-                                 what=f"remove route to {dest}")
-        except KernelError as exc:
-            if exc.errno != errno.ESRCH:
-                raise  # refused: the configuration stays as it was
-            if not configured:
-                raise RouteNotFound(dest) from None
-        broker.store.delete_route_config(zone, key)
-        view = _static_view(zone, spec, link, configured)
-        _publish(broker, "route_removed", zone, route=view)
-        return Empty()
 
 
 # ---- hooks of the service ----------------------------------------------------------------------
@@ -367,21 +276,21 @@ async def restore_configs(broker: Broker, zone: str) -> list[str]:
         except LinkbrokerError as exc:
             errors.append(f"address {text} on {link.name}: {exc}")
             continue
-        _publish(broker, "address_added", where,
-                 address=_address_view(link, text, _family(iface), True))
+        publish(broker, "address_added", where,
+                address=_address_view(link, text, family(iface), True))
     for where, _, route_link, body in broker.store.route_configs():
         cfg = msgspec.msgpack.decode(body, type=RouteConfig)
         rlink = broker.links.get(route_link) if route_link is not None else None
         if where not in zones or where not in broker.runtimes:
             continue
         if route_link is not None and (rlink is None or rlink.zone != where
-                                    or not rlink.present or rlink.ifindex is None):
+                                       or not rlink.present or rlink.ifindex is None):
             continue
         try:
             spec = route_spec(cfg.destination, cfg.gateway, cfg.metric)
-            await _route_request(broker, where, RTM_NEWROUTE, spec,
-                                 oif=rlink.ifindex if rlink else None,
-                                 what=f"restore route to {cfg.destination}")
+            await route_request(broker, where, RTM_NEWROUTE, spec,
+                                oif=rlink.ifindex if rlink else None,
+                                what=f"restore route to {cfg.destination}")
         except KernelError as exc:
             if exc.errno != errno.EEXIST:
                 errors.append(f"route to {cfg.destination}: {exc}")
@@ -389,7 +298,7 @@ async def restore_configs(broker: Broker, zone: str) -> list[str]:
         except LinkbrokerError as exc:
             errors.append(f"route to {cfg.destination}: {exc}")
             continue
-        _publish(broker, "route_added", where, route=_static_view(where, spec, rlink, True))
+        publish(broker, "route_added", where, route=static_view(where, spec, rlink, True))
     if broker.store.protections():  # the links may be back, under new host-side ends
         try:
             await nospoof.rebuild(broker)

@@ -18,7 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from broker._errors import InvalidAddress, InvalidParameter
-from broker._rtnl import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, attr
+from broker._rtnl import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    RTM_SETLINK,
+    attr,
+    link_message,
+    nested,
+)
 from broker._types import AddressFamily
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "family_name",
     "parse_destination",
     "parse_interface",
+    "promote_secondaries_message",
     "route_message",
     "route_spec",
     "routes_in",
@@ -51,6 +61,8 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
+IPV4_DEVCONF_PROMOTE_SECONDARIES = 20
 RTN_UNICAST = 1
 METRIC_MAX = 0xFFFF_FFFF
 _PROTOCOLS = {1: "redirect", 2: "kernel", 3: "boot", 4: "static", 9: "ra", 16: "dhcp"}
@@ -150,6 +162,16 @@ def address_message(msg_type: int, seq: int, ifindex: int, iface: IPInterface) -
     body += attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
     flags = NLM_F_ACK | (NLM_F_CREATE | NLM_F_EXCL if msg_type == RTM_NEWADDR else 0)
     return _message(msg_type, seq, flags, body)
+
+
+def promote_secondaries_message(seq: int, ifindex: int) -> bytes:
+    """RTM_SETLINK turning on the link's IPv4 `promote_secondaries`: without it, removing
+    the first (primary) address of a subnet makes the kernel delete every other address of
+    that subnet on the link too, and RemoveAddress must remove the one address it names, as
+    ipadm delete-addr does. (IFLA_AF_SPEC > AF_INET > IFLA_INET_CONF > devconf index.)"""
+    conf = attr(IPV4_DEVCONF_PROMOTE_SECONDARIES, struct.pack("=I", 1))
+    spec = nested(IFLA_AF_SPEC, [nested(socket.AF_INET, [nested(IFLA_INET_CONF, [conf])])])
+    return link_message(RTM_SETLINK, seq, index=ifindex, attrs=[spec])
 
 
 def route_message(msg_type: int, seq: int, spec: RouteSpec, oif: int | None) -> bytes:

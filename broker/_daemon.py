@@ -27,6 +27,8 @@ import socket
 import stat
 import sys
 
+from broker import _create as creation
+from broker import _lifecycle as lifecycle
 from broker._activation import ActivationError, activated_socket
 from broker._checkconfig import ConfigProblem, check_config
 from broker._errors import LinkbrokerError
@@ -111,10 +113,10 @@ async def restore(broker: Broker) -> None:
     for zone in list(broker.zones):
         rt = broker.runtimes[zone.name]
         broker.reconcile_zone(zone.name, await rt.netlink.dump())
-        for error in await broker.recreate_persistent(zone.name):
+        for error in await creation.recreate_persistent(broker, zone.name):
             log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
     for zone in list(broker.zones):  # after all dumps: no zone resyncs what start-up did
-        broker.watch(zone)
+        lifecycle.watch(broker, zone)
     for zone, _ in reopened:
         if zone.pid is not None and zone.root is not None:
             if _still_attached(zone.pid, broker.socket_path):
@@ -122,7 +124,7 @@ async def restore(broker: Broker) -> None:
                          zone.name)
                 zone.attached = True
             else:
-                zone.attached = await broker.attach(zone)
+                zone.attached = await lifecycle.attach_zone(broker, zone)
         broker.store.put_zone(zone)
 
 

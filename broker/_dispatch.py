@@ -15,7 +15,12 @@ from typing import Any
 import msgspec
 
 from broker import _addresses as addresses
+from broker import _create as creation
+from broker import _lending as lending
+from broker import _lifecycle as lifecycle
+from broker import _linkedit as linkedit
 from broker import _nospoof as nospoof
+from broker import _routes as routes
 from broker._service import Broker, Caller
 from broker._types import (
     AddAddressParams,
@@ -59,7 +64,7 @@ class Method:
 
 
 async def _boot_zone(broker: Broker, caller: Caller, p: BootZoneParams) -> msgspec.Struct:
-    return await broker.boot_zone(caller, p, open_zone)
+    return await lifecycle.boot_zone(broker, caller, p, open_zone)
 
 
 METHODS: dict[str, Method] = {
@@ -74,27 +79,27 @@ METHODS: dict[str, Method] = {
                                 read=True),
     "GetLink":           Method(GetLinkParams,           "link.read",  Broker.get_link,
                                 read=True),
-    "CreateLink":        Method(CreateLinkParams,        "link.write", Broker.create_link),
-    "DeleteLink":        Method(DeleteLinkParams,        "link.write", Broker.delete_link),
-    "RenameLink":        Method(RenameLinkParams,        "link.write", Broker.rename_link),
+    "CreateLink":        Method(CreateLinkParams,        "link.write", creation.create_link),
+    "DeleteLink":        Method(DeleteLinkParams,        "link.write", linkedit.delete_link),
+    "RenameLink":        Method(RenameLinkParams,        "link.write", linkedit.rename_link),
     "SetLinkProperties": Method(SetLinkPropertiesParams, "link.write",
-                                Broker.set_link_properties),
-    "AssignLink":        Method(AssignLinkParams,        "link.assign", Broker.assign_link,
+                                linkedit.set_link_properties),
+    "AssignLink":        Method(AssignLinkParams,        "link.assign", lending.assign_link,
                                 global_only=True),
-    "ReclaimLink":       Method(ReclaimLinkParams,       "link.assign", Broker.reclaim_link,
+    "ReclaimLink":       Method(ReclaimLinkParams,       "link.assign", lending.reclaim_link,
                                 global_only=True),
     "BootZone":          Method(BootZoneParams,          "zone.admin", _boot_zone,
                                 global_only=True),
-    "HaltZone":          Method(HaltZoneParams,          "zone.admin", Broker.halt_zone,
+    "HaltZone":          Method(HaltZoneParams,          "zone.admin", lifecycle.halt_zone,
                                 global_only=True),
     "Subscribe":         Method(SubscribeParams,         "event.read", None),
     # Added: addresses and routes (broker._addresses); reads dump the zone's kernel.
     "ListAddresses":     Method(ListAddressesParams,     "link.read",  addresses.list_addresses),
     "AddAddress":        Method(AddAddressParams,        "addr.write", addresses.add_address),
     "RemoveAddress":     Method(RemoveAddressParams,     "addr.write", addresses.remove_address),
-    "ListRoutes":        Method(ListRoutesParams,        "link.read",  addresses.list_routes),
-    "AddRoute":          Method(AddRouteParams,          "addr.write", addresses.add_route),
-    "RemoveRoute":       Method(RemoveRouteParams,       "addr.write", addresses.remove_route),
+    "ListRoutes":        Method(ListRoutesParams,        "link.read",  routes.list_routes),
+    "AddRoute":          Method(AddRouteParams,          "addr.write", routes.add_route),
+    "RemoveRoute":       Method(RemoveRouteParams,       "addr.write", routes.remove_route),
     # Added: the protection property (broker._nospoof); link.protect is the host admin's.
     "SetLinkProtection": Method(SetLinkProtectionParams, "link.protect",
                                 nospoof.set_link_protection),

@@ -129,7 +129,7 @@ def cmd_show_protection(c: Client, a: argparse.Namespace) -> None:
            "protection": ",".join(got.protection) or "--",
            "allowed-ips": ",".join(got.allowed_ips) or "--", "mac": got.mac or "--"}
     out.show([row], got, a, ("link", "zone", "protection", "allowed-ips", "mac"),
-          ("link", "protection", "allowed-ips"))
+             ("link", "protection", "allowed-ips"))
 
 
 def describe(err: LinkbrokerError) -> str | None:

@@ -72,7 +72,7 @@ def table(rows: list[dict[str, str]], fields: list[str], parseable: bool) -> str
         return "".join(":".join(r[f].replace(":", "\\:") for f in fields) + "\n" for r in rows)
     header = [f.upper() for f in fields]
     widths = [max([len(h)] + [len(r[f]) for r in rows]) for h, f in zip(header, fields,
-                                                                          strict=True)]
+                                                                        strict=True)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     for r in rows:
         lines.append("  ".join(r[f].ljust(w) for f, w in zip(fields, widths,
@@ -85,7 +85,7 @@ def print_json(value: Any) -> None:
 
 
 def show(rows: list[dict[str, str]], objects: Any, args: argparse.Namespace,
-          allowed: Sequence[str], default: Sequence[str]) -> None:
+         allowed: Sequence[str], default: Sequence[str]) -> None:
     if args.json:
         print_json(objects)
         return

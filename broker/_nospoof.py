@@ -231,7 +231,7 @@ async def set_link_protection(broker: Broker, caller: Caller, p: SetLinkProtecti
     if not _SAFE_DEVICE.fullmatch(end.name):
         raise Unsupported(f"protection on link {link.name}: its host end's name cannot be "
                           "used in an nftables rule")
-    async with broker._locked(link.zone, GLOBAL_ZONE):
+    async with broker.locked(link.zone, GLOBAL_ZONE):
         if broker.links.get(link.id) is not link:
             raise LinkNotFound(p.name)
         mac = link.mac.lower() if link.mac and _MAC.fullmatch(link.mac.lower()) else None

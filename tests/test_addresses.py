@@ -385,3 +385,18 @@ def test_a_persistent_address_on_a_lent_link_comes_back_with_the_loan_only(
         assert kernel_addrs(ns, tap) == {"198.51.100.4/24"}
         gz.halt_zone("loan")
         gz.delete_link(tap)
+
+
+def test_removing_the_first_address_of_a_subnet_keeps_the_others(
+        broker: BrokerProcess, pair: dict[str, Any]) -> None:
+    """The kernel deletes a subnet's secondary IPv4 addresses along with its primary unless
+    the link promotes them; RemoveAddress removes the one address it names (ipadm's
+    delete-addr), so the broker turns promotion on first. Found by the isolation suite."""
+    red, r = pair["red"], pair["r"]
+    linkadm(red, broker, "create-addr", "-a", "198.51.100.2/24", r)  # the primary
+    linkadm(red, broker, "create-addr", "-a", "198.51.100.1/24", r)  # a secondary
+    linkadm(red, broker, "create-addr", "-a", "203.0.113.5/24", r)   # another subnet
+    linkadm(red, broker, "delete-addr", "-a", "198.51.100.2/24", r)
+    assert kernel_addrs(red, r) == {"198.51.100.1/24", "203.0.113.5/24"}
+    shown = linkadm(red, broker, "show-addr", "-p", "-o", "address", r).stdout.split()
+    assert sorted(shown) == ["198.51.100.1/24", "203.0.113.5/24"]

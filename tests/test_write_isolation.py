@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from broker import _create as creation
+from broker import _lifecycle as lifecycle
+from broker import _linkedit as linkedit
 from broker._daemon import restore
 from broker._names import GLOBAL_ZONE
 from broker._policy import AUTHORIZATIONS
@@ -61,9 +64,10 @@ def test_held_kernel_write_does_not_hold_other_zones(tmp_path: Path, netns: Any,
         try:
             await restore(broker)
             for ns in (ns_a, ns_b):
-                await broker.boot_zone(GLOBAL, BootZoneParams(name=ns, netns=ns), open_zone)
+                await lifecycle.boot_zone(broker, GLOBAL, BootZoneParams(name=ns, netns=ns),
+                                          open_zone)
             for zone, name in ((ns_a, va), (ns_b, vb)):
-                await broker.create_link(GLOBAL, CreateLinkParams(link=LinkSpec(
+                await creation.create_link(broker, GLOBAL, CreateLinkParams(link=LinkSpec(
                     name=name, class_="veth", zone=zone, peer=f"{name}p")))
 
             netlink = broker.runtimes[ns_a].netlink
@@ -79,8 +83,8 @@ def test_held_kernel_write_does_not_hold_other_zones(tmp_path: Path, netns: Any,
                 return plain(build, what)
 
             netlink.exchange = held  # type: ignore[method-assign]
-            delete = asyncio.ensure_future(broker.delete_link(
-                GLOBAL, DeleteLinkParams(name=va, zone=ns_a)))
+            delete = asyncio.ensure_future(linkedit.delete_link(
+                broker, GLOBAL, DeleteLinkParams(name=va, zone=ns_a)))
             loop = asyncio.get_running_loop()
             assert await loop.run_in_executor(None, inside.wait, 30), "the delete never ran"
 
@@ -88,7 +92,7 @@ def test_held_kernel_write_does_not_hold_other_zones(tmp_path: Path, netns: Any,
             listed = await broker.list_links(GLOBAL, ListLinksParams(zone=ns_b))
             assert _names(listed) == {vb, f"{vb}p"}
             assert not delete.done(), "zone B's read waited for zone A's delete"
-            made = await broker.create_link(GLOBAL, CreateLinkParams(link=LinkSpec(
+            made = await creation.create_link(broker, GLOBAL, CreateLinkParams(link=LinkSpec(
                 name=vc, class_="veth", zone=ns_b, peer=f"{vc}p")))
             assert made.link.name == vc and made.link.ifindex is not None
             # A's link is still there: the delete shows when it commits, in one step.

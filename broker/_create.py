@@ -1,0 +1,282 @@
+"""Making links: CreateLink, and the persistent links a zone gets back when it boots.
+
+`make` is the one path by which a link comes into being, for a caller's CreateLink as for a
+persistent link re-created with its IDs: resolve parent and master, write the intent (the IDs
+and kernel names about to be made), one RTM_NEWLINK placing both ends of a veth in their
+namespaces on a netlink worker, read back what the kernel made, and only then change the table,
+write the rows and clear the intent in one transaction, and publish. A failure after the
+kernel made something deletes it again; a crash in between leaves the intent, which start-up
+clears (broker._daemon.restore).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgspec
+
+from broker import _addresses as addresses
+from broker._errors import (
+    InvalidParameter,
+    KernelError,
+    LinkbrokerError,
+    LinkExists,
+    LinkNotFound,
+    PermissionDenied,
+)
+from broker._names import GLOBAL_ZONE, validate_link_name
+from broker._rules import target_zone
+from broker._service import MASTER_CLASSES, Broker, Caller
+from broker._store import Intent
+from broker._table import LinkRecord
+from broker._types import (
+    CreateLinkParams,
+    LinkReply,
+    LinkSpec,
+)
+from broker.kinds import KINDS, Resolved
+
+
+async def create_link(broker: Broker, caller: Caller, p: CreateLinkParams) -> LinkReply:
+    spec = p.link
+    kind = KINDS[spec.class_]
+    kind.validate(spec)
+    validate_link_name(spec.name)
+    if spec.peer is not None:
+        validate_link_name(spec.peer)
+    zone = target_zone(caller.zone, spec.zone, broker.zones)
+    # zone_policy: the global zone asks to be held to the policy `zone` itself would face.
+    asker = zone if spec.zone_policy and caller.zone == GLOBAL_ZONE else caller.zone
+    if spec.uplink is None:
+        peer_zone = target_zone(caller.zone, spec.peer_zone or zone, broker.zones)
+    elif spec.peer is not None and caller.zone != GLOBAL_ZONE:
+        # A zone cannot see the global zone's names, so it cannot pick one there.
+        raise InvalidParameter("link.peer")
+    else:
+        peer_zone = GLOBAL_ZONE
+        # Refused before any lock: a zone's probe of the host's bridges must not queue
+        # behind (or time) the global zone's writes.
+        _attachable_bridge(broker, asker, spec.uplink)
+    async with broker.locked(zone, peer_zone):
+        uplink = None
+        if spec.uplink is not None:
+            uplink = _attachable_bridge(broker, asker, spec.uplink)  # still there?
+            if spec.peer is None:
+                spec = msgspec.structs.replace(spec, peer=broker.random_global_name("lbu"))
+        if spec.parent is not None and asker != caller.zone:
+            _check_zone_parent(broker, asker, spec.parent)
+        for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
+            if name is not None and broker.links.name_taken(z, name):
+                raise LinkExists(name)
+        if spec.peer is not None and zone == peer_zone and spec.peer == spec.name:
+            raise LinkExists(spec.peer)
+        broker.check_limit(zone, 1 if peer_zone != zone or spec.peer is None else 2,
+                           cls=spec.class_, uplink=uplink is not None)
+        if peer_zone != zone and uplink is None:
+            # An uplink's port counts against the zone that asked, not the host.
+            broker.check_limit(peer_zone, 1)
+        try:
+            link = await make(broker, caller.zone, spec, zone, peer_zone, peer_master=uplink)
+        except KernelError as exc:
+            if uplink is None or spec.peer is None or caller.zone == GLOBAL_ZONE:
+                raise
+            # The host end's name is the host's business, not the zone's.
+            raise KernelError(exc.errno, exc.message.replace(
+                spec.peer, "the uplink's host end")) from None
+        return LinkReply(link=broker.view(caller.zone, link))
+
+
+def _check_zone_parent(broker: Broker, zone: str, name: str) -> None:
+    """Under zone_policy, a parent in the global zone must be one the policy hands to
+    zones: a phys link listed in [assign] phys, or a bridge `zone` may attach to. A
+    macvlan (passthru above all) over anything else would take another's traffic."""
+    if broker.links.find(zone, name) is not None:
+        return  # the zone's own link
+    parent = broker.links.find(GLOBAL_ZONE, name)
+    if parent is None:
+        raise LinkNotFound(name)
+    if not ((parent.cls == "phys" and broker.policy.phys_assignable(name))
+            or (parent.cls == "bridge" and broker.policy.bridge_attachable(name, zone))):
+        raise PermissionDenied("CreateLink", "link.assign")
+
+
+def _attachable_bridge(broker: Broker, caller: str, name: str) -> LinkRecord:
+    """A global bridge the caller may put a port on. Anything else is LinkNotFound, the
+    answer for a name that exists nowhere: a zone learns nothing of the host's links."""
+    bridge = broker.links.find(GLOBAL_ZONE, name)
+    if (bridge is None or bridge.cls != "bridge" or not bridge.present
+            or not broker.policy.bridge_attachable(name, caller)):
+        raise LinkNotFound(name)
+    return bridge
+
+
+async def make(broker: Broker, owner: str, spec: LinkSpec, zone: str, peer_zone: str, *,
+               ids: tuple[int, int | None] | None = None,
+               peer_master: LinkRecord | None = None) -> LinkRecord:
+    """Make a validated spec in the kernel and the table; the zone locks are held.
+    `ids` re-uses the IDs of a persistent link being re-created; `peer_master` is the
+    bridge (in `peer_zone`) the peer end becomes a port of, up, as an uplink."""
+    kind = KINDS[spec.class_]
+    parent = master = None
+    if spec.parent is not None:
+        parent = broker.resolve_in(owner, zone, spec.parent, global_too=True)
+    if spec.master is not None:
+        master = broker.resolve_in(owner, zone, spec.master, global_too=False)
+        if master.cls not in MASTER_CLASSES:
+            raise InvalidParameter("link.master")
+    resolved = Resolved(
+        parent_ifindex=parent.ifindex if parent else None,
+        master_ifindex=master.ifindex if master else None,
+    )
+    request = kind.request(spec, resolved)
+    attrs = request.attrs
+    if spec.mtu is not None:
+        attrs["mtu"] = spec.mtu
+    if spec.mac is not None:
+        attrs["address"] = spec.mac
+    if spec.up:
+        attrs["state"] = "up"
+    if master is not None:
+        attrs["master"] = master.ifindex
+    if spec.peer is not None:
+        attrs["peer"] = dict(attrs["peer"])
+        if spec.mtu is not None:
+            attrs["peer"]["mtu"] = spec.mtu
+        if peer_zone != zone:
+            attrs["peer"]["net_ns_fd"] = broker.runtime(peer_zone).netns_fd
+            if attrs["peer"]["net_ns_fd"] is None:  # the peer goes to the host
+                attrs["peer"]["net_ns_fd"] = broker.host_fd()
+    # Where the message goes: to the parent's zone when the parent lives elsewhere
+    # (the kernel places the new link straight into `zone`), else to `zone` itself.
+    sender = broker.runtime(parent.zone if parent and parent.zone != zone else zone)
+    target_fd = None
+    if parent is not None and parent.zone != zone:
+        target_fd = broker.runtime(zone).netns_fd
+        if target_fd is None:
+            target_fd = broker.host_fd()
+
+    if ids is None:
+        link_id = broker.links.allocate_id()
+        peer_id = broker.links.allocate_id() if spec.peer is not None else None
+    else:
+        link_id, peer_id = ids
+    planned = [(zone, spec.name)] + ([(peer_zone, spec.peer)] if spec.peer else [])
+    with broker.store.transaction():
+        broker.store.set_next_seq(broker.links.ids.next_seq)
+        broker.store.put_intent(Intent(link_id, planned))
+
+    # One worker job: the RTM_NEWLINK (its echo is the read-back of the new link) and
+    # the peer's read-back in its own namespace (to learn its ifindex and MAC).
+    try:
+        made, peer_made = await sender.netlink.create(
+            spec.name, request, spec.class_, target_fd,
+            made_in=broker.runtime(zone).netlink if target_fd is not None else None,
+            peer=(broker.runtime(peer_zone).netlink, spec.peer) if spec.peer else None)
+    except BaseException:
+        # Refused, or undone on the worker: nothing of it is left in the kernel.
+        with contextlib.suppress(LinkbrokerError, OSError):
+            broker.store.delete_intent(link_id)
+        raise
+    try:
+        if request.ioctl_tap and (spec.mtu or spec.mac or spec.up or master):
+            props = {k: v for k, v in attrs.items()
+                     if k in ("mtu", "address", "master", "state")}
+            made = await broker.runtime(zone).netlink.set(
+                made.ifindex, f"configure {spec.name}", read_back=True, **props) or made
+        if peer_made is not None and peer_master is not None:
+            # The kernel ignores IFLA_MASTER inside the veth peer info: a second step.
+            peer_made = await broker.runtime(peer_zone).netlink.set(
+                peer_made.ifindex, f"attach {spec.peer} to bridge {peer_master.name}",
+                read_back=True, master=peer_master.ifindex, state=True) or peer_made
+    except BaseException:
+        await _undo_create(broker, zone, spec.name)
+        with contextlib.suppress(LinkbrokerError, OSError):
+            broker.store.delete_intent(link_id)
+        raise
+
+    link = broker.record_from_kernel(zone, owner, made, link_id)
+    link.cls = spec.class_
+    for name in ("mode", "vni", "remote", "local", "vid", "protocol", "miimon", "ttl"):
+        if getattr(link, name) is None:  # not decoded from the kernel's reply: as asked
+            setattr(link, name, getattr(spec, name))
+    link.persistent = bool(spec.persistent)
+    link.parent_id = parent.id if parent else None
+    link.master_id = master.id if master else None
+    if owner == GLOBAL_ZONE and zone != GLOBAL_ZONE:
+        link.home_name = spec.name
+    added = [link]
+    if peer_made is not None and peer_id is not None:
+        peer = broker.record_from_kernel(peer_zone, owner, peer_made, peer_id)
+        peer.persistent = link.persistent
+        peer.peer_id, link.peer_id = link.id, peer.id
+        peer.master_id = peer_master.id if peer_master else None
+        if owner == GLOBAL_ZONE and peer_zone != GLOBAL_ZONE:
+            peer.home_name = spec.peer
+        added.append(peer)
+    for rec in added:
+        broker.links.add(rec)
+    with broker.store.transaction():
+        broker.store.put_links(added)
+        broker.store.delete_intent(link_id)
+    for rec in added:
+        broker.publish("link_added", rec)
+    return link
+
+
+async def recreate_persistent(broker: Broker, zone: str) -> list[str]:
+    """Bring back the zone's absent persistent links, with their IDs (dlmgmtd's
+    persistent configuration). A veth comes back when both its zones are booted."""
+    plans: list[tuple[list[LinkRecord], LinkSpec, int | None]] = []
+    seen: set[int] = set()
+    # Specs first, for all of them: taking a record out of the table unlinks whatever
+    # names it as master or peer.
+    for link in sorted(broker.links.in_zone(zone), key=broker.links.order):
+        if link.present or not link.persistent or link.id in seen:
+            continue
+        peer = broker.links.get(link.peer_id)
+        if peer is not None and (peer.present or peer.zone not in broker.runtimes):
+            continue
+        parent = broker.links.get(link.parent_id)
+        master = broker.links.get(link.master_id)
+        plans.append(([link] + ([peer] if peer else []), LinkSpec(
+            name=link.name, class_=link.cls,  # type: ignore[arg-type]
+            zone=link.zone, persistent=True, mtu=link.mtu, mac=link.mac,
+            up=link.up or None, peer=peer.name if peer else None,
+            peer_zone=peer.zone if peer else None,
+            parent=parent.name if parent else None, mode=link.mode, vni=link.vni,
+            remote=link.remote, local=link.local, port=link.port,
+            master=master.name if master else None, vid=link.vid,
+            protocol=link.protocol, miimon=link.miimon, ttl=link.ttl,
+        ), peer.master_id if peer else None))
+        seen.update(rec.id for rec in plans[-1][0])
+    errors: list[str] = []
+    for saved, spec, uplink_id in plans:
+        link, peer = saved[0], (saved[1] if len(saved) > 1 else None)
+        # The peer's bridge by ID, now: it may have been re-created by an earlier plan.
+        uplink = broker.links.get(uplink_id)
+        if uplink is not None and not uplink.present:
+            uplink = None  # its bridge is not back: the peer comes back unbridged
+        if uplink is not None and uplink.zone != link.owner and not (
+                broker.policy.bridge_attachable(uplink.name, link.owner)):
+            errors.append(f"link {link.name}: zone {link.owner} may no longer attach to "
+                          f"bridge {uplink.name}")
+            continue
+        for rec in saved:
+            broker.links.remove(rec.id)
+        try:
+            async with broker.locked(*(rec.zone for rec in saved)):
+                await make(broker, link.owner, spec, link.zone,
+                           peer.zone if peer else link.zone,
+                           ids=(link.id, peer.id if peer else None), peer_master=uplink)
+        except (LinkbrokerError, OSError) as exc:
+            errors.append(f"link {link.name}: {exc}")
+            for rec in saved:
+                broker.links.add(rec)
+    return errors + await addresses.restore_configs(broker, zone)
+
+
+async def _undo_create(broker: Broker, zone: str, name: str) -> None:
+    with contextlib.suppress(LinkbrokerError):
+        found = await broker.runtime(zone).netlink.get(name)
+        if found is not None:
+            await broker.runtime(zone).netlink.delete(found.ifindex)
