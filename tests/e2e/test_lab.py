@@ -163,6 +163,33 @@ def test_red_and_blue_ping_each_other(lab: str) -> None:
     _wait("blue pings red", lambda: _ping(blue, ADDR["red"]), timeout=20, step=0.5)
 
 
+def test_red_routes_to_blues_second_address_with_linkadm(lab: str) -> None:
+    """Issue 13 in the lab: containers without CAP_NET_ADMIN (Docker's default set) put an
+    address and a route on their own veth with linkadm, through the socket, and the traffic
+    follows them; red cannot touch blue's link (the same answer as a missing link)."""
+    red, blue = _container(lab, "red"), _container(lab, "blue")
+    extra = "203.0.113.2"
+    assert not _ping(red, extra)  # no route yet: the kernel answers at once
+    made = _linkadm(blue, "create-addr", "-a", f"{extra}/32", "eth0")
+    assert made.returncode == 0, made.stderr
+    routed = _linkadm(red, "add-route", f"{extra}/32", ADDR["blue"])
+    assert routed.returncode == 0, routed.stderr
+    try:
+        _wait("red pings blue's second address", lambda: _ping(red, extra), timeout=20,
+              step=0.5)
+        shown = _linkadm(red, "show-route", "-p", "-o", "destination,gateway")
+        assert f"{extra}/32:{ADDR['blue']}" in shown.stdout.split(), shown.stdout
+        foreign = _linkadm(red, "create-addr", "-a", "203.0.113.9/32", "lbblue")
+        missing = _linkadm(red, "create-addr", "-a", "203.0.113.9/32", "lbnosuchlink")
+        assert foreign.returncode == missing.returncode != 0
+        assert foreign.stderr.replace("lbblue", "X") == missing.stderr.replace(
+            "lbnosuchlink", "X")
+    finally:
+        _linkadm(red, "delete-route", f"{extra}/32", ADDR["blue"])
+        _linkadm(blue, "delete-addr", "-a", f"{extra}/32", "eth0")
+    assert not _ping(red, extra)
+
+
 def test_red_cannot_see_or_delete_blues_links(lab: str) -> None:
     red = _container(lab, "red")
     for name in ("lbblue", BRIDGE):
