@@ -47,20 +47,10 @@ from broker._errors import (
     LinkbrokerError,
 )
 from broker._names import GLOBAL_ZONE
+from broker._params import AddAddressParams, Empty, ListAddressesParams, RemoveAddressParams
 from broker._rules import find_link, target_zone
 from broker._table import LinkRecord
-from broker._types import (
-    AddAddressParams,
-    Address,
-    AddressesReply,
-    AddressFamily,
-    AddressReply,
-    Empty,
-    EventKind,
-    ListAddressesParams,
-    RemoveAddressParams,
-    Route,
-)
+from broker._types import Address, AddressesReply, AddressFamily, AddressReply, EventKind, Route
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

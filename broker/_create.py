@@ -25,15 +25,12 @@ from broker._errors import (
     PermissionDenied,
 )
 from broker._names import GLOBAL_ZONE, validate_link_name
+from broker._params import CreateLinkParams
 from broker._rules import target_zone
 from broker._service import MASTER_CLASSES, Broker, Caller
 from broker._store import Intent
 from broker._table import LinkRecord
-from broker._types import (
-    CreateLinkParams,
-    LinkReply,
-    LinkSpec,
-)
+from broker._types import LinkReply, LinkSpec
 from broker.kinds import KINDS, Resolved
 
 

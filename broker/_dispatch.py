@@ -21,8 +21,8 @@ from broker import _lifecycle as lifecycle
 from broker import _linkedit as linkedit
 from broker import _nospoof as nospoof
 from broker import _routes as routes
-from broker._service import Broker, Caller
-from broker._types import (
+from broker import _statistics as statistics
+from broker._params import (
     AddAddressParams,
     AddRouteParams,
     AssignLinkParams,
@@ -32,6 +32,7 @@ from broker._types import (
     Empty,
     GetLinkParams,
     GetLinkProtectionParams,
+    GetLinkStatisticsParams,
     GetZoneParams,
     HaltZoneParams,
     ListAddressesParams,
@@ -45,6 +46,7 @@ from broker._types import (
     SetLinkProtectionParams,
     SubscribeParams,
 )
+from broker._service import Broker, Caller
 from zones.opener import open_zone
 
 __all__ = ["INTERFACE", "METHODS", "Method"]
@@ -105,4 +107,7 @@ METHODS: dict[str, Method] = {
                                 nospoof.set_link_protection),
     "GetLinkProtection": Method(GetLinkProtectionParams, "link.read",
                                 nospoof.get_link_protection),
+    # Added: counters read from the kernel when asked (broker._statistics).
+    "GetLinkStatistics": Method(GetLinkStatisticsParams, "link.read",
+                                statistics.get_link_statistics),
 }

@@ -24,14 +24,11 @@ from broker._errors import (
 )
 from broker._names import GLOBAL_ZONE
 from broker._netlink import KernelLink
+from broker._params import AssignLinkParams, ReclaimLinkParams
 from broker._rules import find_link, target_zone
 from broker._service import NETNS_LOCAL, Broker, Caller, snapshot
 from broker._table import LinkRecord
-from broker._types import (
-    AssignLinkParams,
-    LinkReply,
-    ReclaimLinkParams,
-)
+from broker._types import LinkReply
 from broker.kinds import classify
 
 log = logging.getLogger("linkbroker")

@@ -31,15 +31,11 @@ from broker._errors import (
 from broker._monitor import ZoneMonitor
 from broker._names import GLOBAL_ZONE, validate_zone_name
 from broker._netlink import ZoneNetlink
+from broker._params import BootZoneParams, Empty, HaltZoneParams
 from broker._rules import zone_view
 from broker._service import NETNS_LOCAL, Broker, Caller, Runtime
 from broker._table import LinkRecord, ZoneRecord
-from broker._types import (
-    BootZoneParams,
-    Empty,
-    HaltZoneParams,
-    ZoneReply,
-)
+from broker._types import ZoneReply
 from zones.handle import NETNS_DIR, ZoneGone, ZoneHandle, host_netns_inode
 
 log = logging.getLogger("linkbroker")

@@ -17,16 +17,11 @@ from broker._errors import (
     LinkNotFound,
 )
 from broker._names import GLOBAL_ZONE, validate_link_name
+from broker._params import DeleteLinkParams, Empty, RenameLinkParams, SetLinkPropertiesParams
 from broker._rules import check_may_change, find_link
 from broker._service import MASTER_CLASSES, Broker, Caller
 from broker._table import LinkRecord
-from broker._types import (
-    DeleteLinkParams,
-    Empty,
-    LinkReply,
-    RenameLinkParams,
-    SetLinkPropertiesParams,
-)
+from broker._types import LinkReply
 from broker.kinds._base import check_mac
 
 

@@ -43,14 +43,10 @@ from broker._errors import (
     Unsupported,
 )
 from broker._names import GLOBAL_ZONE
+from broker._params import GetLinkProtectionParams, SetLinkProtectionParams
 from broker._rules import find_link
 from broker._table import LinkRecord
-from broker._types import (
-    GetLinkProtectionParams,
-    Protection,
-    ProtectionReply,
-    SetLinkProtectionParams,
-)
+from broker._types import Protection, ProtectionReply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

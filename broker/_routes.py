@@ -24,17 +24,10 @@ from broker._addrmsg import (
     routes_in,
 )
 from broker._errors import KernelError, RouteExists, RouteNotFound
+from broker._params import AddRouteParams, Empty, ListRoutesParams, RemoveRouteParams
 from broker._rules import target_zone
 from broker._table import LinkRecord
-from broker._types import (
-    AddRouteParams,
-    Empty,
-    ListRoutesParams,
-    RemoveRouteParams,
-    Route,
-    RouteReply,
-    RoutesReply,
-)
+from broker._types import Route, RouteReply, RoutesReply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -156,9 +156,10 @@ def link_attrs(attrs: Mapping[str, Any], kind: str | None = None
     return out, flags, change
 
 
-def get_message(seq: int, *, index: int = 0, name: str | None = None) -> bytes:
-    """RTM_GETLINK for one link by index or name, statistics left out."""
-    attrs = [_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]
+def get_message(seq: int, *, index: int = 0, name: str | None = None,
+                stats: bool = False) -> bytes:
+    """RTM_GETLINK for one link by index or name, statistics left out unless `stats`."""
+    attrs = [_u32(IFLA_EXT_MASK, 0 if stats else RTEXT_FILTER_SKIP_STATS)]
     if name is not None:
         attrs.append(_str(IFLA_IFNAME, name))
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + b"".join(attrs)

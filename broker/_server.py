@@ -41,10 +41,10 @@ from broker._errors import (
     ZoneNotRegistered,
 )
 from broker._names import GLOBAL_OWN_VIEW, GLOBAL_ZONE
+from broker._params import SubscribeParams
 from broker._peer import Peer, PeerGone, identify_peer
 from broker._policy import Principal
 from broker._service import Broker, Caller
-from broker._types import SubscribeParams
 from broker._varlink_service import SERVICE, interface_description, service_call
 from broker._wire import (
     MAX_FRAME,

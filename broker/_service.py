@@ -43,6 +43,7 @@ from broker._events import EventBus, Subscription
 from broker._monitor import ZoneMonitor
 from broker._names import GLOBAL_ZONE, home_zone
 from broker._netlink import KernelLink, ZoneNetlink
+from broker._params import Empty, GetLinkParams, GetZoneParams, ListLinksParams, SubscribeParams
 from broker._policy import DEFAULT_POLICY, Policy
 from broker._rules import (
     find_link,
@@ -55,14 +56,9 @@ from broker._store import Store
 from broker._table import LinkRecord, LinkTable, ZoneTable
 from broker._types import (
     LINK_CLASSES,
-    Empty,
     EventKind,
-    GetLinkParams,
-    GetZoneParams,
     Link,
     LinkReply,
-    ListLinksParams,
-    SubscribeParams,
     WhoAmIReply,
     ZoneReply,
     ZonesReply,

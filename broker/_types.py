@@ -13,45 +13,26 @@ import msgspec
 
 __all__ = [
     "LINK_CLASSES",
-    "AddAddressParams",
-    "AddRouteParams",
     "Address",
     "AddressFamily",
     "AddressReply",
     "AddressesReply",
-    "AssignLinkParams",
-    "BootZoneParams",
-    "CreateLinkParams",
-    "DeleteLinkParams",
-    "Empty",
     "Event",
     "EventKind",
     "EventReply",
-    "GetLinkParams",
-    "GetLinkProtectionParams",
-    "GetZoneParams",
-    "HaltZoneParams",
     "Link",
     "LinkClass",
     "LinkReply",
     "LinkSpec",
     "LinkState",
+    "LinkStatistics",
+    "LinkStatisticsReply",
     "LinksReply",
-    "ListAddressesParams",
-    "ListLinksParams",
-    "ListRoutesParams",
     "Protection",
     "ProtectionReply",
-    "ReclaimLinkParams",
-    "RemoveAddressParams",
-    "RemoveRouteParams",
-    "RenameLinkParams",
     "Route",
     "RouteReply",
     "RoutesReply",
-    "SetLinkPropertiesParams",
-    "SetLinkProtectionParams",
-    "SubscribeParams",
     "WhoAmIReply",
     "Zone",
     "ZoneKind",
@@ -208,135 +189,6 @@ class Event(_Reply):
     route: Route | None = None
 
 
-# Parameters, one struct per method.
-class Empty(_Wire):
-    pass
-
-
-class GetZoneParams(_Wire):
-    name: str | None = None
-
-
-class BootZoneParams(_Wire):
-    name: str
-    netns: str | None = None
-    pid: int | None = None
-    container: str | None = None
-    attach: bool | None = None
-    cni_container: str | None = None
-
-
-class HaltZoneParams(_Wire):
-    name: str
-
-
-class ListLinksParams(_Wire):
-    zone: str | None = None
-    class_: str | None = msgspec.field(default=None, name="class")
-
-
-class GetLinkParams(_Wire):
-    name: str
-    zone: str | None = None
-
-
-class CreateLinkParams(_Wire):
-    link: LinkSpec
-
-
-class DeleteLinkParams(_Wire):
-    name: str
-    zone: str | None = None
-    # Added (issue 14): remove only the active link and keep its configuration (temporary),
-    # or only the configuration and leave the active link (persistent). Neither: both.
-    temporary: bool | None = None
-    persistent: bool | None = None
-
-
-class RenameLinkParams(_Wire):
-    name: str
-    new_name: str
-    zone: str | None = None
-
-
-class SetLinkPropertiesParams(_Wire):
-    name: str
-    zone: str | None = None
-    mtu: int | None = None
-    mac: str | None = None
-    up: bool | None = None
-    master: str | None = None
-
-
-class AssignLinkParams(_Wire):
-    name: str
-    zone: str
-    # Added: lend it again whenever the zone boots, until ReclaimLink.
-    persistent: bool | None = None
-
-
-class ReclaimLinkParams(_Wire):
-    name: str
-    zone: str | None = None
-
-
-class SubscribeParams(_Wire):
-    zone: str | None = None
-    # Added: also address_* and route_* events (old subscribers never get these kinds).
-    addresses: bool | None = None
-
-
-class ListAddressesParams(_Wire):
-    link: str | None = None
-    zone: str | None = None
-
-
-class AddAddressParams(_Wire):
-    link: str
-    address: str
-    zone: str | None = None
-    persistent: bool | None = None
-
-
-class RemoveAddressParams(_Wire):
-    link: str
-    address: str
-    zone: str | None = None
-
-
-class SetLinkProtectionParams(_Wire):
-    name: str
-    protection: list[str]
-    zone: str | None = None
-    allowed_ips: list[str] | None = None
-
-
-class GetLinkProtectionParams(_Wire):
-    name: str
-    zone: str | None = None
-
-
-class ListRoutesParams(_Wire):
-    zone: str | None = None
-
-
-class AddRouteParams(_Wire):
-    destination: str
-    gateway: str | None = None
-    link: str | None = None
-    metric: int | None = None
-    zone: str | None = None
-    persistent: bool | None = None
-
-
-class RemoveRouteParams(_Wire):
-    destination: str
-    gateway: str | None = None
-    link: str | None = None
-    metric: int | None = None
-    zone: str | None = None
-
-
 # Replies.
 class WhoAmIReply(_Reply):
     zone: str
@@ -384,3 +236,25 @@ class RoutesReply(_Reply):
 
 class RouteReply(_Reply):
     route: Route
+
+
+class LinkStatistics(_Reply):
+    """A link's counters as the kernel keeps them (added; dladm show-link -s)."""
+
+    link: str
+    link_id: int
+    zone: str
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_errors: int
+    tx_errors: int
+    rx_dropped: int
+    tx_dropped: int
+    multicast: int
+    collisions: int
+
+
+class LinkStatisticsReply(_Reply):
+    statistics: LinkStatistics

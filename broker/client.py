@@ -36,7 +36,16 @@ from broker._errors import (
     ZoneNotRegistered,
     error_from_wire,
 )
-from broker._types import Address, Event, Link, LinkSpec, Route, WhoAmIReply, Zone
+from broker._types import (
+    Address,
+    Event,
+    Link,
+    LinkSpec,
+    LinkStatistics,
+    Route,
+    WhoAmIReply,
+    Zone,
+)
 from broker._wire import FrameBuffer, FrameTooLarge, decode_reply, encode_call
 
 __all__ = [
@@ -59,6 +68,7 @@ __all__ = [
     "LinkExists",
     "LinkNotFound",
     "LinkSpec",
+    "LinkStatistics",
     "LinkbrokerError",
     "NotOwner",
     "PermissionDenied",
@@ -291,6 +301,10 @@ class Client:
 
     def reclaim_link(self, name: str, zone: str | None = None) -> Link:
         return _convert(self._call("ReclaimLink", name=name, zone=zone)["link"], Link)
+
+    def link_statistics(self, name: str, zone: str | None = None) -> LinkStatistics:
+        reply = self._call("GetLinkStatistics", name=name, zone=zone)
+        return _convert(reply["statistics"], LinkStatistics)
 
     def list_addresses(self, link: str | None = None, zone: str | None = None
                        ) -> list[Address]:

@@ -17,6 +17,7 @@ import msgspec
 from broker import _exits
 from broker import _linkadm_addr as addr
 from broker import _linkadm_output as out
+from broker import _linkadm_stats as stats
 from broker import _linkadm_topology as topology
 from broker._types import CreatableClass
 from broker._version import version
@@ -49,6 +50,7 @@ examples:
   linkadm show-link                         every link this zone can see
   linkadm show-link -p -o link,class,zone   parseable: fields colon-separated, no header
   linkadm show-link --json eth0             one link as the contract's JSON object
+  linkadm show-link -s -i 1 eth0            eth0's traffic and errors, every second
   linkadm create-link veth0 --class veth --peer veth1
   linkadm create-link br0 --class bridge --up
   linkadm set-linkprop veth0 --master br0 --mtu 1400 --up
@@ -71,6 +73,11 @@ from the global zone only:
 
 
 def cmd_show_link(c: Client, a: argparse.Namespace) -> None:
+    if a.statistics:
+        stats.show_statistics(c, a)
+        return
+    if a.interval is not None:
+        raise out.UsageError("-i goes with -s (statistics every INTERVAL seconds)")
     links = [c.get_link(a.link, a.zone)] if a.link else c.list_links(a.zone, a.cls)
     out.show([out.link_row(link) for link in links], links, a, out.LINK_FIELDS,
              out.DEFAULT_LINK_FIELDS)
@@ -215,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("link", nargs="?")
     p.add_argument("-z", "--zone", help="only this zone's links (global zone only)")
     p.add_argument("--class", dest="cls", help="only links of this class")
+    p.add_argument("-s", "--statistics", action="store_true",
+                   help="counters instead: LINK IPACKETS RBYTES IERRORS OPACKETS OBYTES "
+                   "OERRORS (-o also: zone, idrops, odrops, multicast, collisions)")
+    p.add_argument("-i", "--interval", type=float, metavar="SECONDS",
+                   help="with -s: the totals, then what changed every SECONDS, until Ctrl-C")
 
     p = add("show-zone", cmd_show_zone, "show zones (the global zone sees all)", output=True)
     p.add_argument("zone", nargs="?")

@@ -30,17 +30,12 @@ from broker import _lifecycle as lifecycle
 from broker import _linkedit as linkedit
 from broker._daemon import restore
 from broker._names import GLOBAL_ZONE
+from broker._params import BootZoneParams, CreateLinkParams, DeleteLinkParams, ListLinksParams
 from broker._policy import AUTHORIZATIONS
 from broker._rtnl import RTM_DELLINK
 from broker._service import Broker, Caller
 from broker._store import Store
-from broker._types import (
-    BootZoneParams,
-    CreateLinkParams,
-    DeleteLinkParams,
-    LinkSpec,
-    ListLinksParams,
-)
+from broker._types import LinkSpec
 from broker._wire import encode_call
 from tests.conftest import run
 from zones.opener import open_zone

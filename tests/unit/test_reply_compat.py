@@ -6,7 +6,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from broker._types import CreateLinkParams, Event, Link, LinksReply, Zone
+from broker._params import CreateLinkParams
+from broker._types import Event, Link, LinksReply, Zone
 
 NEWER_LINK = {"id": 7, "name": "v0", "class": "vlan", "zone": "red", "owner": "red",
               "onloan": False, "persistent": True, "state": "dormant", "kind": "vlan",

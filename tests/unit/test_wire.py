@@ -49,16 +49,15 @@ from broker._errors import (
     ZoneNotRegistered,
     error_from_wire,
 )
-from broker._types import (
+from broker._params import (
     CreateLinkParams,
     Empty,
     GetLinkParams,
     GetZoneParams,
-    Link,
-    LinkReply,
     ListLinksParams,
     SetLinkPropertiesParams,
 )
+from broker._types import Link, LinkReply
 from broker._wire import (
     MAX_FRAME,
     FrameBuffer,
