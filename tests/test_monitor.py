@@ -3,6 +3,7 @@ renamed and deleted with `ip` inside a zone, and zones whose namespace dies."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -53,7 +54,10 @@ def test_process_zone_is_halted_when_its_process_exits(broker: BrokerProcess,
                                                        names: Any) -> None:
     proc = subprocess.Popen(["unshare", "--net", "sleep", "600"], stdin=subprocess.DEVNULL)
     try:
-        time.sleep(0.2)
+        # Synchronised on the kernel, not a sleep: booted before unshare() ran, the "zone"
+        # would be the host's own namespace.
+        host = os.stat("/proc/self/ns/net").st_ino
+        assert eventually(lambda: os.stat(f"/proc/{proc.pid}/ns/net").st_ino != host, 10.0)
         with broker.client() as gz:
             gz.boot_zone("short", pid=proc.pid, attach=False)
             proc.kill()

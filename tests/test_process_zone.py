@@ -29,6 +29,8 @@ def process_zone() -> Iterator[int]:
                 if "lbtzone" in f.read():
                     break
             time.sleep(0.02)
+        else:
+            pytest.fail("the zone's private /run was not mounted within 10 s")
         yield proc.pid
     finally:
         proc.kill()
