@@ -25,7 +25,7 @@ from broker._errors import (
 from broker._names import GLOBAL_ZONE
 from broker._netlink import KernelLink
 from broker._params import AssignLinkParams, ReclaimLinkParams
-from broker._rules import find_link, target_zone
+from broker._rules import asked_for, find_link_by, target_zone
 from broker._service import NETNS_LOCAL, Broker, Caller, snapshot
 from broker._table import LinkRecord
 from broker._types import LinkReply
@@ -52,7 +52,7 @@ async def relend(broker: Broker, zone: str) -> list[str]:
 
 
 async def assign_link(broker: Broker, caller: Caller, p: AssignLinkParams) -> LinkReply:
-    link = find_link(caller.zone, p.name, GLOBAL_ZONE, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, GLOBAL_ZONE, broker.links, broker.zones, link_id=p.id)
     if p.zone == GLOBAL_ZONE:
         raise InvalidParameter("zone")
     zone = target_zone(caller.zone, p.zone, broker.zones)
@@ -65,7 +65,7 @@ async def assign_link(broker: Broker, caller: Caller, p: AssignLinkParams) -> Li
         raise PermissionDenied("AssignLink", "link.assign")
     async with broker.locked(GLOBAL_ZONE, zone):
         if broker.links.get(link.id) is not link or link.zone != GLOBAL_ZONE:
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         if broker.links.name_taken(zone, link.name):
             raise LinkExists(link.name)
         broker.check_limit(zone, 1)
@@ -122,20 +122,21 @@ async def _move(broker: Broker, link: LinkRecord, zone: str, name: str) -> None:
 
 
 async def reclaim_link(broker: Broker, caller: Caller, p: ReclaimLinkParams) -> LinkReply:
-    if p.zone is not None:
-        candidates = [find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)]
+    if p.zone is not None or p.id is not None or p.name is None:
+        candidates = [find_link_by(caller.zone, p.name, p.zone, broker.links,
+                                   broker.zones, link_id=p.id)]
     else:
         candidates = [x for x in broker.links if x.onloan and x.name == p.name]
     candidates = [x for x in candidates if x.onloan]
     if not candidates:
-        raise LinkNotFound(p.name)
+        raise LinkNotFound(asked_for(p.name, p.id))
     if len(candidates) > 1:
         raise InvalidParameter("zone")
     link = candidates[0]
     zone = link.zone
     async with broker.locked(GLOBAL_ZONE, zone):
         if broker.links.get(link.id) is not link or not link.onloan:
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         home = link.home_name or link.name
         if broker.links.name_taken(GLOBAL_ZONE, home):
             raise LinkExists(home)
@@ -145,7 +146,7 @@ async def reclaim_link(broker: Broker, caller: Caller, p: ReclaimLinkParams) -> 
             broker.lends_ended.add(link.id)
             with contextlib.suppress(LinkbrokerError):
                 broker.reconcile_zone(zone, await broker.runtime(zone).netlink.dump())
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         standing, link.assigned_to = link.assigned_to, None  # no longer lent on boot
         try:
             await bring_home(broker, link, home)

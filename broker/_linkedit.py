@@ -18,7 +18,7 @@ from broker._errors import (
 )
 from broker._names import GLOBAL_ZONE, validate_link_name
 from broker._params import DeleteLinkParams, Empty, RenameLinkParams, SetLinkPropertiesParams
-from broker._rules import check_may_change, find_link
+from broker._rules import asked_for, check_may_change, find_link_by
 from broker._service import MASTER_CLASSES, Broker, Caller
 from broker._table import LinkRecord
 from broker._types import LinkReply
@@ -31,7 +31,7 @@ async def delete_link(broker: Broker, caller: Caller, p: DeleteLinkParams) -> Em
     link stays, temporary; an absent one is gone)."""
     if p.temporary and p.persistent:
         raise InvalidParameter("persistent")
-    link = find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
     check_may_change(caller.zone, link, lent_ok=False)
     if p.persistent and not link.persistent:
         raise InvalidParameter("persistent")  # it has no configuration to remove
@@ -39,7 +39,7 @@ async def delete_link(broker: Broker, caller: Caller, p: DeleteLinkParams) -> Em
     zones = [link.zone] + ([peer.zone] if peer else [])
     async with broker.locked(*zones):
         if broker.links.get(link.id) is not link:  # deleted while we waited
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         if p.persistent:
             _unconfigure(broker, [link] + ([peer] if peer else []))
             return Empty()
@@ -84,11 +84,11 @@ async def _vanished_children(broker: Broker, link: LinkRecord) -> list[LinkRecor
 
 async def rename_link(broker: Broker, caller: Caller, p: RenameLinkParams) -> LinkReply:
     validate_link_name(p.new_name)
-    link = find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
     check_may_change(caller.zone, link, lent_ok=False)
     async with broker.locked(link.zone):
         if broker.links.get(link.id) is not link:
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         if p.new_name == link.name:
             return LinkReply(link=broker.view(caller.zone, link))
         if broker.links.name_taken(link.zone, p.new_name):
@@ -107,7 +107,7 @@ async def rename_link(broker: Broker, caller: Caller, p: RenameLinkParams) -> Li
 
 async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkPropertiesParams
                               ) -> LinkReply:
-    link = find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
     owner_only = p.mac is not None or p.master is not None
     check_may_change(caller.zone, link, lent_ok=not owner_only)
     if p.mtu is not None and not 68 <= p.mtu <= 65535:
@@ -116,7 +116,7 @@ async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkProperti
         check_mac(p.mac, "mac")
     async with broker.locked(link.zone):
         if broker.links.get(link.id) is not link:
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         master: LinkRecord | None = None
         if p.master:
             master = broker.links.find(link.zone, p.master)

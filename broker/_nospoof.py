@@ -44,7 +44,7 @@ from broker._errors import (
 )
 from broker._names import GLOBAL_ZONE
 from broker._params import GetLinkProtectionParams, SetLinkProtectionParams
-from broker._rules import find_link
+from broker._rules import asked_for, find_link_by
 from broker._table import LinkRecord
 from broker._types import Protection, ProtectionReply
 
@@ -219,7 +219,7 @@ def _view(link: LinkRecord, cfg: ProtectionConfig | None) -> Protection:
 async def set_link_protection(broker: Broker, caller: Caller, p: SetLinkProtectionParams
                               ) -> ProtectionReply:
     protection, allowed = check(p.protection, p.allowed_ips)
-    link = find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
     end = host_end(broker, link)
     if end is None:
         raise Unsupported(f"protection on link {link.name}: only a zone's veth whose other "
@@ -229,7 +229,7 @@ async def set_link_protection(broker: Broker, caller: Caller, p: SetLinkProtecti
                           "used in an nftables rule")
     async with broker.locked(link.zone, GLOBAL_ZONE):
         if broker.links.get(link.id) is not link:
-            raise LinkNotFound(p.name)
+            raise LinkNotFound(asked_for(p.name, p.id))
         mac = link.mac.lower() if link.mac and _MAC.fullmatch(link.mac.lower()) else None
         if "mac-nospoof" in protection and mac is None:
             raise KernelError(errno.ENODEV, f"link {link.name} has no MAC address to keep")
@@ -247,5 +247,5 @@ async def set_link_protection(broker: Broker, caller: Caller, p: SetLinkProtecti
 
 async def get_link_protection(broker: Broker, caller: Caller, p: GetLinkProtectionParams
                               ) -> ProtectionReply:
-    link = find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
     return ProtectionReply(protection=_view(link, _configs(broker).get(link.id)))

@@ -64,7 +64,9 @@ class ListLinksParams(_Wire):
 
 
 class GetLinkParams(_Wire):
-    name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
 
 
@@ -73,7 +75,9 @@ class CreateLinkParams(_Wire):
 
 
 class DeleteLinkParams(_Wire):
-    name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
     # Added (issue 14): remove only the active link and keep its configuration (temporary),
     # or only the configuration and leave the active link (persistent). Neither: both.
@@ -82,13 +86,17 @@ class DeleteLinkParams(_Wire):
 
 
 class RenameLinkParams(_Wire):
-    name: str
     new_name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
 
 
 class SetLinkPropertiesParams(_Wire):
-    name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
     mtu: int | None = None
     mac: str | None = None
@@ -97,14 +105,18 @@ class SetLinkPropertiesParams(_Wire):
 
 
 class AssignLinkParams(_Wire):
-    name: str
     zone: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     # Added: lend it again whenever the zone boots, until ReclaimLink.
     persistent: bool | None = None
 
 
 class ReclaimLinkParams(_Wire):
-    name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
 
 
@@ -133,14 +145,18 @@ class RemoveAddressParams(_Wire):
 
 
 class SetLinkProtectionParams(_Wire):
-    name: str
     protection: list[str]
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
     allowed_ips: list[str] | None = None
 
 
 class GetLinkProtectionParams(_Wire):
-    name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None
 
 
@@ -166,5 +182,7 @@ class RemoveRouteParams(_Wire):
 
 
 class GetLinkStatisticsParams(_Wire):
-    name: str
+    # Added (issue 14): `id` names the link by its ID instead (one of the two).
+    name: str | None = None
+    id: int | None = None
     zone: str | None = None

@@ -8,14 +8,16 @@ links hide `peer`, `parent` and `master` when those live where the caller cannot
 
 from __future__ import annotations
 
-from broker._errors import LinkNotFound, NotOwner, ZoneNotFound
+from broker._errors import InvalidParameter, LinkNotFound, NotOwner, ZoneNotFound
 from broker._names import GLOBAL_ZONE, home_zone
 from broker._table import LinkRecord, LinkTable, ZoneRecord, ZoneTable
 from broker._types import Link, Zone
 
 __all__ = [
+    "asked_for",
     "check_may_change",
     "find_link",
+    "find_link_by",
     "halted_configuration",
     "link_view",
     "target_zone",
@@ -47,6 +49,37 @@ def find_link(
     if link is None:
         raise LinkNotFound(name)
     return link
+
+
+def find_link_by(
+    caller: str, name: str | None, zone: str | None, links: LinkTable, zones: ZoneTable, *,
+    link_id: int | None,
+) -> LinkRecord:
+    """A link by name (in a zone, as `find_link`) or by ID, the handle that survives a
+    rename; exactly one of the two. By ID the same rule holds: a link outside the zone the
+    request is about answers `LinkNotFound("#ID")`, exactly as an ID never handed out. The
+    global zone without `zone` finds any zone's link (IDs are unique across zones)."""
+    if name is not None and link_id is not None:
+        raise InvalidParameter("id")
+    if link_id is None:
+        if name is None:
+            raise InvalidParameter("name")
+        return find_link(caller, name, zone, links, zones)
+    if caller == GLOBAL_ZONE and zone is None:
+        where = None
+    elif caller == GLOBAL_ZONE and zone is not None and halted_configuration(zone, links, zones):
+        where = zone
+    else:
+        where = target_zone(caller, zone, zones)
+    link = links.get(link_id)
+    if link is None or (where is not None and link.zone != where):
+        raise LinkNotFound(f"#{link_id}")
+    return link
+
+
+def asked_for(name: str | None, link_id: int | None) -> str:
+    """How the caller named the link, for an error about it: its name, or "#ID"."""
+    return name if name is not None else f"#{link_id}"
 
 
 def halted_configuration(zone: str, links: LinkTable, zones: ZoneTable) -> list[LinkRecord]:

@@ -46,7 +46,7 @@ from broker._netlink import KernelLink, ZoneNetlink
 from broker._params import Empty, GetLinkParams, GetZoneParams, ListLinksParams, SubscribeParams
 from broker._policy import DEFAULT_POLICY, Policy
 from broker._rules import (
-    find_link,
+    find_link_by,
     link_view,
     target_zone,
     visible_links,
@@ -231,7 +231,7 @@ class Broker:
         return msgspec.Raw(b'{"links":[' + b",".join(parts) + b"]}")
 
     async def get_link(self, caller: Caller, p: GetLinkParams) -> LinkReply:
-        link = find_link(caller.zone, p.name, p.zone, self.links, self.zones)
+        link = find_link_by(caller.zone, p.name, p.zone, self.links, self.zones, link_id=p.id)
         return LinkReply(link=self.view(caller.zone, link))
 
     # ---- shared by the write handlers -------------------------------------------------------

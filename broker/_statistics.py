@@ -4,8 +4,8 @@ The lean link dump leaves statistics out (RTEXT_FILTER_SKIP_STATS: most of a dum
 this is the one place that asks for them, one RTM_GETLINK for one link, on the zone's own
 netlink socket. A caller sees the counters of a link where the link is: any link living in
 its zone (its own and those lent to it); the global zone those of any zone's links (`zone`).
-A link elsewhere answers as a missing one (`_rules.find_link`): counters are traffic, and a
-zone learns nothing of another's.
+A link elsewhere answers as a missing one (`_rules.find_link_by`, by name or ID): counters
+are traffic, and a zone learns nothing of another's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from broker._params import (
     GetLinkStatisticsParams,
 )
 from broker._rtnl import get_message
-from broker._rules import find_link
+from broker._rules import find_link_by
 from broker._types import (
     LinkStatistics,
     LinkStatisticsReply,
@@ -63,7 +63,7 @@ def statistics_in(replies: Iterable[bytes]) -> dict[str, int] | None:
 
 async def get_link_statistics(broker: Broker, caller: Caller, p: GetLinkStatisticsParams
                               ) -> LinkStatisticsReply:
-    link = find_link(caller.zone, p.name, p.zone, broker.links, broker.zones)
+    link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
     rt = broker.runtimes.get(link.zone)
     if not link.present or link.ifindex is None or rt is None:
         raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")

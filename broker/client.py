@@ -271,28 +271,33 @@ class Client:
         reply = self._call("ListLinks", zone=zone, **{"class": cls})
         return _convert(reply["links"], list[Link])
 
-    def get_link(self, name: str, zone: str | None = None) -> Link:
-        return _convert(self._call("GetLink", name=name, zone=zone)["link"], Link)
+    def get_link(self, name: str | None = None, zone: str | None = None, *,
+                 link_id: int | None = None) -> Link:
+        """By name, or by `link_id` (the handle that survives renames; issue 14)."""
+        return _convert(self._call("GetLink", name=name, id=link_id, zone=zone)["link"], Link)
 
     def create_link(self, spec: LinkSpec) -> Link:
         return _convert(self._call("CreateLink", link=msgspec.to_builtins(spec))["link"], Link)
 
-    def delete_link(self, name: str, zone: str | None = None, *, temporary: bool | None = None,
-                    persistent: bool | None = None) -> None:
+    def delete_link(self, name: str | None = None, zone: str | None = None, *,
+                    temporary: bool | None = None, persistent: bool | None = None,
+                    link_id: int | None = None) -> None:
         """Both the active link and its configuration; `temporary`: the active link only;
         `persistent`: the configuration only."""
-        self._call("DeleteLink", name=name, zone=zone, temporary=temporary,
+        self._call("DeleteLink", name=name, id=link_id, zone=zone, temporary=temporary,
                    persistent=persistent)
 
-    def rename_link(self, name: str, new_name: str, zone: str | None = None) -> Link:
-        reply = self._call("RenameLink", name=name, new_name=new_name, zone=zone)
+    def rename_link(self, name: str | None, new_name: str, zone: str | None = None, *,
+                    link_id: int | None = None) -> Link:
+        reply = self._call("RenameLink", name=name, id=link_id, new_name=new_name, zone=zone)
         return _convert(reply["link"], Link)
 
-    def set_link_properties(self, name: str, zone: str | None = None, *,
+    def set_link_properties(self, name: str | None, zone: str | None = None, *,
                             mtu: int | None = None, mac: str | None = None,
-                            up: bool | None = None, master: str | None = None) -> Link:
-        reply = self._call("SetLinkProperties", name=name, zone=zone, mtu=mtu, mac=mac, up=up,
-                           master=master)
+                            up: bool | None = None, master: str | None = None,
+                            link_id: int | None = None) -> Link:
+        reply = self._call("SetLinkProperties", name=name, id=link_id, zone=zone, mtu=mtu,
+                           mac=mac, up=up, master=master)
         return _convert(reply["link"], Link)
 
     def assign_link(self, name: str, zone: str, persistent: bool | None = None) -> Link:
@@ -302,8 +307,9 @@ class Client:
     def reclaim_link(self, name: str, zone: str | None = None) -> Link:
         return _convert(self._call("ReclaimLink", name=name, zone=zone)["link"], Link)
 
-    def link_statistics(self, name: str, zone: str | None = None) -> LinkStatistics:
-        reply = self._call("GetLinkStatistics", name=name, zone=zone)
+    def link_statistics(self, name: str | None, zone: str | None = None, *,
+                        link_id: int | None = None) -> LinkStatistics:
+        reply = self._call("GetLinkStatistics", name=name, id=link_id, zone=zone)
         return _convert(reply["statistics"], LinkStatistics)
 
     def list_addresses(self, link: str | None = None, zone: str | None = None

@@ -994,6 +994,30 @@ class IsolationMachine(RuleBasedStateMachine):
         n, zone = self.target(data, caller, where)
         self.do(caller, "GetLink", {"name": n, "zone": zone}, self.model.get_link(caller, n, zone))
 
+    @rule(caller=callers, data=st.data())
+    def get_link_by_id(self, caller: str, data: st.DataObject) -> None:
+        """IDs as handles (issue 14): a link asked for by its ID, from any zone. Where it is
+        not, the answer must be exactly that for an ID never handed out (the ghost-ID check,
+        as the ghost names check names)."""
+        known = sorted((x.key, x.id) for x in self.model.links.values() if x.id is not None)
+        if not known:
+            return
+        key, link_id = data.draw(st.sampled_from(known), label="link by id")
+        link = self.model.links[key]
+        visible = caller in (GLOBAL, link.zone)
+        self.do(caller, "GetLink", {"id": link_id},
+                Expect(shape=("link", key)) if visible
+                else Expect([link_not_found(f"#{link_id}")]))
+        if not visible:
+            ghost = next(i for i in itertools.count(1) if i not in self.lab.ids)
+            self.lab.stats.ghost_checks["GetLink(id)"] += 1
+            theirs = self.lab.call(caller, "GetLink", {"id": link_id})
+            nobodys = self.lab.call(caller, "GetLink", {"id": ghost})
+            assert json.dumps(theirs).replace(f"#{link_id}", "#G") == json.dumps(
+                nobodys).replace(f"#{ghost}", "#G"), (
+                f"oracle: zone {caller} GetLink(id={link_id}) answered {theirs}, but for an "
+                f"ID never handed out ({ghost}) {nobodys}")
+
     @rule(caller=callers, zone=zone_args, cls=class_args)
     def list_links(self, caller: str, zone: str | None, cls: str | None) -> None:
         self.do(caller, "ListLinks", {"zone": zone, "class": cls},

@@ -15,11 +15,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker._errors import LinkbrokerError, LinkNotFound, NotOwner, ZoneNotFound
+from broker._errors import (
+    InvalidParameter,
+    LinkbrokerError,
+    LinkNotFound,
+    NotOwner,
+    ZoneNotFound,
+)
 from broker._ids import LinkIds
 from broker._rules import (
     check_may_change,
     find_link,
+    find_link_by,
     link_view,
     target_zone,
     visible_links,
@@ -107,6 +114,42 @@ def test_target_zone(caller: str, zone: str | None, expected: object) -> None:
 
 PROBE_NAMES = ("vred0", "own0", "lent0", "secret", "eth0", "vglob0", "br0", "nothing")
 PROBE_ZONES = (None, "red", "blue", "global", "nosuch")
+
+
+PROBE_IDS = (1, 2, 3, 4, 5, 6, 7, 10, 11, 13, 99)  # red's own, lent to red, others', none
+
+
+@pytest.mark.parametrize("link_id", PROBE_IDS)
+@pytest.mark.parametrize("zone", PROBE_ZONES)
+def test_find_link_by_id_tells_red_nothing_about_other_zones(link_id: int,
+                                                             zone: str | None) -> None:
+    """IDs as handles (issue 14): the same answer whether other zones exist or not, and an
+    ID of another zone's link answers as one never handed out (99)."""
+    full, bare = World(others=True), World(others=False)
+
+    def ask(w: World, i: int) -> object:
+        found = outcome(lambda: find_link_by("red", None, zone, w.links, w.zones, link_id=i))
+        return link_view("red", found, w.links) if isinstance(found, LinkRecord) else found
+
+    assert ask(full, link_id) == ask(bare, link_id)
+    link = full.links.get(link_id)
+    if zone in (None, "red") and (link is None or link.zone != "red"):
+        assert ask(full, link_id) == LinkNotFound(f"#{link_id}")  # as for 99, never issued
+
+
+def test_find_link_by_id_or_name_and_never_both() -> None:
+    w = World()
+    assert find_link_by("red", None, None, w.links, w.zones, link_id=7) is w.own0
+    assert find_link_by("red", "own0", None, w.links, w.zones, link_id=None) is w.own0
+    # The global zone finds any zone's link by ID without naming the zone; with a zone,
+    # only there.
+    assert find_link_by("global", None, None, w.links, w.zones, link_id=7) is w.own0
+    assert outcome(lambda: find_link_by("global", None, "blue", w.links, w.zones,
+                                        link_id=7)) == LinkNotFound("#7")
+    assert outcome(lambda: find_link_by("red", "own0", None, w.links, w.zones,
+                                        link_id=7)) == InvalidParameter("id")
+    assert outcome(lambda: find_link_by("red", None, None, w.links, w.zones,
+                                        link_id=None)) == InvalidParameter("name")
 
 
 @pytest.mark.parametrize("name", PROBE_NAMES)

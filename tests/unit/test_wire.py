@@ -54,6 +54,7 @@ from broker._params import (
     Empty,
     GetLinkParams,
     GetZoneParams,
+    HaltZoneParams,
     ListLinksParams,
     SetLinkPropertiesParams,
 )
@@ -242,10 +243,17 @@ def test_parameters_none_means_none() -> None:
 
 
 def test_absent_parameters_still_need_the_required_ones() -> None:
-    call = decode_call(b'{"method":"io.linkbroker.GetLink"}')
+    call = decode_call(b'{"method":"io.linkbroker.HaltZone"}')
     with pytest.raises(InvalidParameter) as exc:
-        decode_parameters(call.parameters, GetLinkParams)
+        decode_parameters(call.parameters, HaltZoneParams)
     assert exc.value == InvalidParameter("name")
+
+
+def test_a_link_is_named_by_name_or_id_and_the_handler_wants_one() -> None:
+    """GetLink's `name` became optional when `id` was added (issue 14): both decode; the
+    lookup (broker._rules.find_link_by) then wants exactly one of them."""
+    assert decode_parameters(msgspec.Raw(b'{"id":7}'), GetLinkParams) == GetLinkParams(id=7)
+    assert decode_parameters(None, GetLinkParams) == GetLinkParams()
 
 
 def test_decode_parameters_uses_wire_names() -> None:
