@@ -48,7 +48,7 @@ from broker._errors import (
 )
 from broker._names import GLOBAL_ZONE
 from broker._params import AddAddressParams, Empty, ListAddressesParams, RemoveAddressParams
-from broker._rules import find_link, target_zone
+from broker._rules import find_link_by, target_zone
 from broker._table import LinkRecord
 from broker._types import Address, AddressesReply, AddressFamily, AddressReply, EventKind, Route
 
@@ -76,9 +76,12 @@ def route_key(cfg: RouteConfig) -> str:
     return f"{cfg.destination}|{cfg.gateway or ''}|{cfg.link_id or ''}|{cfg.metric or ''}"
 
 
-def usable(broker: Broker, caller: Caller, name: str, zone: str | None) -> LinkRecord:
-    """A link the caller may address: any link living in its zone (global: in `zone`)."""
-    link = find_link(caller.zone, name, zone, broker.links, broker.zones)
+def usable(broker: Broker, caller: Caller, name: str | None, zone: str | None,
+           link_id: int | None = None) -> LinkRecord:
+    """A link the caller may address: any link living in its zone (global: in `zone`), by
+    name or by ID."""
+    link = find_link_by(caller.zone, name, zone, broker.links, broker.zones, link_id=link_id,
+                        fields=("link", "link_id"))
     if not link.present or link.ifindex is None or link.zone not in broker.runtimes:
         raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")
     return link
@@ -105,8 +108,9 @@ def publish(broker: Broker, kind: EventKind, zone: str, *, address: Address | No
 async def list_addresses(broker: Broker, caller: Caller, p: ListAddressesParams
                          ) -> AddressesReply:
     only: LinkRecord | None = None
-    if p.link is not None:
-        only = find_link(caller.zone, p.link, p.zone, broker.links, broker.zones)
+    if p.link is not None or p.link_id is not None:
+        only = find_link_by(caller.zone, p.link, p.zone, broker.links, broker.zones,
+                            link_id=p.link_id, fields=("link", "link_id"))
         zones = [only.zone]
     elif caller.zone == GLOBAL_ZONE and p.zone is None:
         zones = sorted(broker.runtimes, key=lambda z: (z != GLOBAL_ZONE, z))
@@ -140,10 +144,10 @@ async def _address_request(broker: Broker, link: LinkRecord, msg_type: int,
 
 async def add_address(broker: Broker, caller: Caller, p: AddAddressParams) -> AddressReply:
     iface = parse_interface(p.address)
-    link = usable(broker, caller, p.link, p.zone)
+    link = usable(broker, caller, p.link, p.zone, p.link_id)
     text = str(iface)
     async with broker.locked(link.zone):
-        link = usable(broker, caller, p.link, p.zone)  # still there, under that name?
+        link = usable(broker, caller, p.link, p.zone, p.link_id)  # still there, under that name?
         try:
             await _address_request(broker, link, RTM_NEWADDR, iface,
                                    f"add address {text} to {link.name}")
@@ -173,10 +177,10 @@ async def _promote_secondaries(broker: Broker, link: LinkRecord, ifindex: int) -
 
 async def remove_address(broker: Broker, caller: Caller, p: RemoveAddressParams) -> Empty:
     iface = parse_interface(p.address)
-    link = usable(broker, caller, p.link, p.zone)
+    link = usable(broker, caller, p.link, p.zone, p.link_id)
     text = str(iface)
     async with broker.locked(link.zone):
-        link = usable(broker, caller, p.link, p.zone)
+        link = usable(broker, caller, p.link, p.zone, p.link_id)
         configured = any(i == link.id and a == text
                          for i, _, a in broker.store.addr_configs())
         if iface.version == 4 and link.ifindex is not None:

@@ -129,19 +129,24 @@ class SubscribeParams(_Wire):
 class ListAddressesParams(_Wire):
     link: str | None = None
     zone: str | None = None
+    # Added (issue 14): the link by its ID instead of `link` (at most one of the two).
+    link_id: int | None = None
 
 
 class AddAddressParams(_Wire):
-    link: str
     address: str
+    link: str | None = None
     zone: str | None = None
     persistent: bool | None = None
+    # Added (issue 14): the link by its ID instead of `link` (one of the two).
+    link_id: int | None = None
 
 
 class RemoveAddressParams(_Wire):
-    link: str
     address: str
+    link: str | None = None
     zone: str | None = None
+    link_id: int | None = None  # added (issue 14), as in AddAddressParams
 
 
 class SetLinkProtectionParams(_Wire):
@@ -171,6 +176,7 @@ class AddRouteParams(_Wire):
     metric: int | None = None
     zone: str | None = None
     persistent: bool | None = None
+    link_id: int | None = None  # added (issue 14): the link by its ID instead
 
 
 class RemoveRouteParams(_Wire):
@@ -179,6 +185,7 @@ class RemoveRouteParams(_Wire):
     link: str | None = None
     metric: int | None = None
     zone: str | None = None
+    link_id: int | None = None  # added (issue 14): the link by its ID instead
 
 
 class GetLinkStatisticsParams(_Wire):

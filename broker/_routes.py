@@ -71,22 +71,22 @@ async def list_routes(broker: Broker, caller: Caller, p: ListRoutesParams) -> Ro
     return RoutesReply(routes=routes)
 
 
-def _route_target(broker: Broker, caller: Caller, link: str | None, zone: str | None
-                  ) -> tuple[str, LinkRecord | None]:
-    if link is not None:
-        rec = addresses.usable(broker, caller, link, zone)
+def _route_target(broker: Broker, caller: Caller, link: str | None, zone: str | None,
+                  link_id: int | None) -> tuple[str, LinkRecord | None]:
+    if link is not None or link_id is not None:
+        rec = addresses.usable(broker, caller, link, zone, link_id)
         return rec.zone, rec
     return target_zone(caller.zone, zone, broker.zones), None
 
 
 async def add_route(broker: Broker, caller: Caller, p: AddRouteParams) -> RouteReply:
     spec = route_spec(p.destination, p.gateway, p.metric)
-    if spec.gateway is None and p.link is None:
+    if spec.gateway is None and p.link is None and p.link_id is None:
         raise KernelError(errno.EINVAL, "a route needs a gateway, a link or both")
-    zone, link = _route_target(broker, caller, p.link, p.zone)
+    zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
     dest = str(spec.destination)
     async with broker.locked(zone):
-        zone, link = _route_target(broker, caller, p.link, p.zone)
+        zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
         if zone not in broker.runtimes:
             raise KernelError(errno.ENODEV, f"zone {zone} is not running")
         try:
@@ -109,10 +109,10 @@ async def add_route(broker: Broker, caller: Caller, p: AddRouteParams) -> RouteR
 
 async def remove_route(broker: Broker, caller: Caller, p: RemoveRouteParams) -> Empty:
     spec = route_spec(p.destination, p.gateway, p.metric)
-    zone, link = _route_target(broker, caller, p.link, p.zone)
+    zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
     dest = str(spec.destination)
     async with broker.locked(zone):
-        zone, link = _route_target(broker, caller, p.link, p.zone)
+        zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
         if zone not in broker.runtimes:
             raise KernelError(errno.ENODEV, f"zone {zone} is not running")
         gateway = None if spec.gateway is None else str(spec.gateway)

@@ -53,17 +53,18 @@ def find_link(
 
 def find_link_by(
     caller: str, name: str | None, zone: str | None, links: LinkTable, zones: ZoneTable, *,
-    link_id: int | None,
+    link_id: int | None, fields: tuple[str, str] = ("name", "id"),
 ) -> LinkRecord:
     """A link by name (in a zone, as `find_link`) or by ID, the handle that survives a
     rename; exactly one of the two. By ID the same rule holds: a link outside the zone the
     request is about answers `LinkNotFound("#ID")`, exactly as an ID never handed out. The
-    global zone without `zone` finds any zone's link (IDs are unique across zones)."""
+    global zone without `zone` finds any zone's link (IDs are unique across zones).
+    `fields`: the call's names for the two ("link", "link_id" in the address calls)."""
     if name is not None and link_id is not None:
-        raise InvalidParameter("id")
+        raise InvalidParameter(fields[1])
     if link_id is None:
         if name is None:
-            raise InvalidParameter("name")
+            raise InvalidParameter(fields[0])
         return find_link(caller, name, zone, links, zones)
     if caller == GLOBAL_ZONE and zone is None:
         where = None
