@@ -20,6 +20,7 @@ from broker import _lending as lending
 from broker import _lifecycle as lifecycle
 from broker import _linkedit as linkedit
 from broker import _nospoof as nospoof
+from broker import _properties as properties
 from broker import _routes as routes
 from broker import _statistics as statistics
 from broker._params import (
@@ -31,6 +32,7 @@ from broker._params import (
     DeleteLinkParams,
     Empty,
     GetLinkParams,
+    GetLinkPropertiesParams,
     GetLinkProtectionParams,
     GetLinkStatisticsParams,
     GetZoneParams,
@@ -42,6 +44,7 @@ from broker._params import (
     RemoveAddressParams,
     RemoveRouteParams,
     RenameLinkParams,
+    ResetLinkPropertiesParams,
     SetLinkPropertiesParams,
     SetLinkProtectionParams,
     SubscribeParams,
@@ -110,4 +113,9 @@ METHODS: dict[str, Method] = {
     # Added: counters read from the kernel when asked (broker._statistics).
     "GetLinkStatistics": Method(GetLinkStatisticsParams, "link.read",
                                 statistics.get_link_statistics),
+    # Added: dladm's show-linkprop and reset-linkprop (broker._properties).
+    "GetLinkProperties": Method(GetLinkPropertiesParams, "link.read",
+                                properties.get_link_properties),
+    "ResetLinkProperties": Method(ResetLinkPropertiesParams, "link.write",
+                                  properties.reset_link_properties),
 }

@@ -108,12 +108,17 @@ async def rename_link(broker: Broker, caller: Caller, p: RenameLinkParams) -> Li
 async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkPropertiesParams
                               ) -> LinkReply:
     link = find_link_by(caller.zone, p.name, p.zone, broker.links, broker.zones, link_id=p.id)
-    owner_only = p.mac is not None or p.master is not None
+    owner_only = any(v is not None for v in (p.mac, p.master, p.txqueuelen, p.promisc,
+                                              p.alias))
     check_may_change(caller.zone, link, lent_ok=not owner_only)
     if p.mtu is not None and not 68 <= p.mtu <= 65535:
         raise InvalidParameter("mtu")
     if p.mac is not None:
         check_mac(p.mac, "mac")
+    if p.txqueuelen is not None and not 0 <= p.txqueuelen <= 0xFFFF_FFFF:
+        raise InvalidParameter("txqueuelen")
+    if p.alias is not None and (len(p.alias.encode()) > 255 or "\0" in p.alias):
+        raise InvalidParameter("alias")
     async with broker.locked(link.zone):
         if broker.links.get(link.id) is not link:
             raise LinkNotFound(asked_for(p.name, p.id))
@@ -133,6 +138,10 @@ async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkProperti
             attrs["state"] = p.up
         if p.master is not None:
             attrs["master"] = master.ifindex if master else 0
+        for key, value in (("txqlen", p.txqueuelen), ("promisc", p.promisc),
+                           ("ifalias", p.alias)):
+            if value is not None:
+                attrs[key] = value
         if not attrs:
             return LinkReply(link=broker.view(caller.zone, link))
         if not link.present or link.ifindex is None:

@@ -20,6 +20,7 @@ __all__ = [
     "DeleteLinkParams",
     "Empty",
     "GetLinkParams",
+    "GetLinkPropertiesParams",
     "GetLinkProtectionParams",
     "GetLinkStatisticsParams",
     "GetZoneParams",
@@ -31,6 +32,7 @@ __all__ = [
     "RemoveAddressParams",
     "RemoveRouteParams",
     "RenameLinkParams",
+    "ResetLinkPropertiesParams",
     "SetLinkPropertiesParams",
     "SetLinkProtectionParams",
     "SubscribeParams",
@@ -102,6 +104,10 @@ class SetLinkPropertiesParams(_Wire):
     mac: str | None = None
     up: bool | None = None
     master: str | None = None
+    # Added (issue 14): not kept in a persistent link's configuration (active link only).
+    txqueuelen: int | None = None
+    promisc: bool | None = None
+    alias: str | None = None
 
 
 class AssignLinkParams(_Wire):
@@ -193,3 +199,17 @@ class GetLinkStatisticsParams(_Wire):
     name: str | None = None
     id: int | None = None
     zone: str | None = None
+
+
+class GetLinkPropertiesParams(_Wire):
+    name: str | None = None
+    zone: str | None = None
+    properties: list[str] | None = None  # these only, in this order
+    id: int | None = None
+
+
+class ResetLinkPropertiesParams(_Wire):
+    properties: list[str]
+    name: str | None = None
+    zone: str | None = None
+    id: int | None = None

@@ -33,7 +33,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 SOL_NETLINK = 270
-IFF_UP = 0x1
+IFF_UP, IFF_PROMISC = 0x1, 0x100
 _NLMSG = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
 _RTA = struct.Struct("=HH")
@@ -42,6 +42,7 @@ _I32 = struct.Struct("=i")
 _BE16 = struct.Struct("!H")
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_NET_NS_FD, IFLA_EXT_MASK = 18, 28, 29
+IFLA_TXQLEN, IFLA_IFALIAS = 13, 20
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
@@ -84,11 +85,16 @@ def link_message(msg_type: int, seq: int, *, flags: int = 0, index: int = 0,
 
 
 def _state(attrs: Mapping[str, Any]) -> tuple[int, int]:
-    """(ifi_flags, change) for a `state` of "up"/"down" or True/False, if given."""
-    if "state" not in attrs or attrs["state"] is None:
-        return 0, 0
-    up = attrs["state"] in (True, "up")
-    return (IFF_UP if up else 0), IFF_UP
+    """(ifi_flags, change) for a `state` of "up"/"down" or True/False, and a `promisc` of
+    True/False, if given."""
+    flags = change = 0
+    if attrs.get("state") is not None:
+        flags |= IFF_UP if attrs["state"] in (True, "up") else 0
+        change |= IFF_UP
+    if attrs.get("promisc") is not None:
+        flags |= IFF_PROMISC if attrs["promisc"] else 0
+        change |= IFF_PROMISC
+    return flags, change
 
 
 def _common(attrs: Mapping[str, Any]) -> list[Attr]:
@@ -105,6 +111,10 @@ def _common(attrs: Mapping[str, Any]) -> list[Attr]:
         out.append(_u32(IFLA_MASTER, attrs["master"]))
     if attrs.get("net_ns_fd") is not None:
         out.append(_u32(IFLA_NET_NS_FD, attrs["net_ns_fd"]))
+    if attrs.get("txqlen") is not None:
+        out.append(_u32(IFLA_TXQLEN, attrs["txqlen"]))
+    if attrs.get("ifalias") is not None:  # "" removes the alias
+        out.append(attr(IFLA_IFALIAS, attrs["ifalias"].encode()))
     return out
 
 
@@ -135,7 +145,8 @@ def _kind_data(kind: str, attrs: Mapping[str, Any]) -> list[Attr]:
 
 
 _KNOWN = frozenset({"ifname", "mtu", "address", "master", "link", "net_ns_fd", "state",
-                    "peer", "macvlan_mode", "macvtap_mode", "info_data", *_VXLAN})
+                    "txqlen", "ifalias", "promisc", "peer", "macvlan_mode", "macvtap_mode",
+                    "info_data", *_VXLAN})
 
 
 def link_attrs(attrs: Mapping[str, Any], kind: str | None = None

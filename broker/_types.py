@@ -22,6 +22,8 @@ __all__ = [
     "EventReply",
     "Link",
     "LinkClass",
+    "LinkPropertiesReply",
+    "LinkProperty",
     "LinkReply",
     "LinkSpec",
     "LinkState",
@@ -258,3 +260,19 @@ class LinkStatistics(_Reply):
 
 class LinkStatisticsReply(_Reply):
     statistics: LinkStatistics
+
+
+class LinkProperty(_Reply):
+    """One row of dladm's show-linkprop (added, issue 14): `perm` is "rw" when the caller
+    may set it, "r-" otherwise; "--" stands for no value (or no default)."""
+
+    link: str
+    property: str
+    perm: str
+    value: str
+    default: str
+    possible: str
+
+
+class LinkPropertiesReply(_Reply):
+    properties: list[LinkProperty]

@@ -40,6 +40,7 @@ from broker._types import (
     Address,
     Event,
     Link,
+    LinkProperty,
     LinkSpec,
     LinkStatistics,
     Route,
@@ -67,6 +68,7 @@ __all__ = [
     "Link",
     "LinkExists",
     "LinkNotFound",
+    "LinkProperty",
     "LinkSpec",
     "LinkStatistics",
     "LinkbrokerError",
@@ -295,9 +297,24 @@ class Client:
     def set_link_properties(self, name: str | None, zone: str | None = None, *,
                             mtu: int | None = None, mac: str | None = None,
                             up: bool | None = None, master: str | None = None,
-                            link_id: int | None = None) -> Link:
+                            link_id: int | None = None, txqueuelen: int | None = None,
+                            promisc: bool | None = None, alias: str | None = None) -> Link:
         reply = self._call("SetLinkProperties", name=name, id=link_id, zone=zone, mtu=mtu,
-                           mac=mac, up=up, master=master)
+                           mac=mac, up=up, master=master, txqueuelen=txqueuelen,
+                           promisc=promisc, alias=alias)
+        return _convert(reply["link"], Link)
+
+    def link_properties(self, name: str | None, zone: str | None = None, *,
+                        properties: list[str] | None = None,
+                        link_id: int | None = None) -> list[LinkProperty]:
+        reply = self._call("GetLinkProperties", name=name, id=link_id, zone=zone,
+                           properties=properties)
+        return _convert(reply["properties"], list[LinkProperty])
+
+    def reset_link_properties(self, name: str | None, properties: list[str],
+                              zone: str | None = None, *, link_id: int | None = None) -> Link:
+        reply = self._call("ResetLinkProperties", name=name, id=link_id, zone=zone,
+                           properties=properties)
         return _convert(reply["link"], Link)
 
     def assign_link(self, name: str, zone: str, persistent: bool | None = None) -> Link:

@@ -17,6 +17,7 @@ import msgspec
 from broker import _exits
 from broker import _linkadm_addr as addr
 from broker import _linkadm_output as out
+from broker import _linkadm_props as props
 from broker import _linkadm_stats as stats
 from broker import _linkadm_topology as topology
 from broker._types import CreatableClass
@@ -54,6 +55,8 @@ examples:
   linkadm create-link veth0 --class veth --peer veth1
   linkadm create-link br0 --class bridge --up
   linkadm set-linkprop veth0 --master br0 --mtu 1400 --up
+  linkadm show-linkprop veth0               LINK PROPERTY PERM VALUE DEFAULT POSSIBLE
+  linkadm set-linkprop -p txqueuelen=500,alias=web veth0
   linkadm create-link net0 --class veth --uplink lab0 --up
                                             a port on the host's bridge lab0, if the
                                             policy's [bridges] attachable lists this zone
@@ -116,8 +119,9 @@ def cmd_rename_link(c: Client, a: argparse.Namespace) -> None:
 def cmd_set_linkprop(c: Client, a: argparse.Namespace) -> None:
     up = True if a.up else (False if a.down else None)
     master = "" if a.nomaster else a.master
-    _print_link(c.set_link_properties(a.link, a.zone, mtu=a.mtu, mac=a.mac, up=up,
-                                      master=master), a)
+    given = {"mtu": a.mtu, "mac": a.mac, "up": up, "master": master}
+    given.update(props.settings(a.prop or ""))  # -p k=v,... (dladm's form)
+    _print_link(c.set_link_properties(a.link, a.zone, **given), a)
 
 
 def cmd_assign_link(c: Client, a: argparse.Namespace) -> None:
@@ -283,9 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new_name")
     p.add_argument("-z", "--zone")
 
-    p = add("set-linkprop", cmd_set_linkprop, "set mtu, mac, state or bridge of a link")
+    p = add("set-linkprop", cmd_set_linkprop, "set link properties (see show-linkprop)")
     p.add_argument("link")
     p.add_argument("-z", "--zone")
+    p.add_argument("-p", "--prop", metavar="PROP=VALUE,...",
+                   help="mtu, state (up/down), mac, master (a bridge, or none), txqueuelen, "
+                   "promisc (on/off), alias")
     p.add_argument("--mtu", type=int)
     p.add_argument("--mac")
     state = p.add_mutually_exclusive_group()
@@ -321,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     topology.add_watch_table(p, cmd_watch)
     topology.add_show_topology(sub)
     addr.add_verbs(add)
+    props.add_verbs(add)
 
     add("whoami", cmd_whoami, "show the zone, identity and authorizations the broker sees")
     return parser

@@ -791,6 +791,16 @@ class IsolationMachine(RuleBasedStateMachine):
             assert got == {}, f"{where}: {got}"
         elif kind == "link":
             self.check_link(caller, self.model.links[what], got["link"], where)
+        elif kind == "properties":
+            link = self.model.links[what]
+            rows = {r["property"]: r for r in got["properties"]}
+            seen = self.model.view(caller, link)
+            assert {r["link"] for r in rows.values()} == {link.name}, f"{where}: {got}"
+            assert rows["mtu"]["value"] == str(seen["mtu"]), f"{where}: {rows['mtu']}"
+            assert rows["state"]["value"] == seen["state"], f"{where}: {rows['state']}"
+            owner = caller in (GLOBAL, link.owner)
+            assert rows["txqueuelen"]["perm"] == ("rw" if owner else "r-"), f"{where}: {rows}"
+            assert rows["mtu"]["perm"] == "rw", f"{where}: {rows}"  # owner or borrower
         elif kind == "links":
             self.check_links(caller, what, got["links"], where)
         elif kind == "zone":
@@ -993,6 +1003,16 @@ class IsolationMachine(RuleBasedStateMachine):
     def get_link(self, caller: str, where: str | None, data: st.DataObject) -> None:
         n, zone = self.target(data, caller, where)
         self.do(caller, "GetLink", {"name": n, "zone": zone}, self.model.get_link(caller, n, zone))
+
+    @rule(caller=callers, where=link_zone_args, data=st.data())
+    def get_link_properties(self, caller: str, where: str | None, data: st.DataObject) -> None:
+        """dladm's show-linkprop (issue 14): the same lookup, errors and no-oracle rule as
+        GetLink; the values agree with the model and PERM with who owns the link."""
+        n, zone = self.target(data, caller, where)
+        expect = self.model.get_link(caller, n, zone)
+        if not expect.errors:
+            expect = Expect(shape=("properties", expect.shape[1]))
+        self.do(caller, "GetLinkProperties", {"name": n, "zone": zone}, expect)
 
     @rule(caller=callers, data=st.data())
     def get_link_by_id(self, caller: str, data: st.DataObject) -> None:
