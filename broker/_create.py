@@ -234,12 +234,12 @@ async def recreate_persistent(broker: Broker, zone: str) -> list[str]:
         if peer is not None and (peer.present or peer.zone not in broker.runtimes):
             continue
         parent = broker.links.get(link.parent_id)
-        master = broker.links.get(link.master_id)
+        master = broker.links.get(link.configured("master_id"))
         plans.append(([link] + ([peer] if peer else []), LinkSpec(
             name=link.name, class_=link.cls,  # type: ignore[arg-type]
-            zone=link.zone, persistent=True, mtu=link.mtu, mac=link.mac,
-            up=link.up or None, peer=peer.name if peer else None,
-            peer_zone=peer.zone if peer else None,
+            zone=link.zone, persistent=True, mtu=link.configured("mtu"),
+            mac=link.configured("mac"), up=link.configured("up") or None,
+            peer=peer.name if peer else None, peer_zone=peer.zone if peer else None,
             parent=parent.name if parent else None, mode=link.mode, vni=link.vni,
             remote=link.remote, local=link.local, port=link.port,
             master=master.name if master else None, vid=link.vid,

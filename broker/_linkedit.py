@@ -63,7 +63,7 @@ def _unconfigure(broker: Broker, saved: list[LinkRecord]) -> None:
     """Take links out of the persistent configuration: active ones stay as temporary
     links, absent ones (nothing but configuration) are gone."""
     for rec in saved:
-        rec.persistent = False
+        rec.persistent, rec.saved = False, None
     broker.store.put_links([rec for rec in saved if rec.present])
     broker.forget([rec for rec in saved if not rec.present])
     for rec in saved:
@@ -103,6 +103,22 @@ async def rename_link(broker: Broker, caller: Caller, p: RenameLinkParams) -> Li
         broker.store.put_links([link])
         broker.publish("link_renamed", link, old_name=old)
         return LinkReply(link=broker.view(caller.zone, link))
+
+
+def _keep_configuration(link: LinkRecord, before: dict[str, int | str | bool | None],
+                        p: SetLinkPropertiesParams) -> None:
+    """A temporary change leaves the configuration's values in `link.saved` (the first
+    value, if changed again); a lasting one makes the new values the configuration's."""
+    asked = {"mtu": p.mtu, "mac": p.mac, "up": p.up, "master_id": p.master}
+    saved = dict(link.saved or {})
+    for key, value in asked.items():
+        if value is None:
+            continue
+        if p.temporary:
+            saved.setdefault(key, before[key])
+        else:
+            saved.pop(key, None)
+    link.saved = saved or None
 
 
 async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkPropertiesParams
@@ -147,10 +163,13 @@ async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkProperti
         if not link.present or link.ifindex is None:
             raise KernelError(errno.ENODEV, f"link {link.name} is absent from the kernel")
         rt = broker.runtime(link.zone)
+        before = {"mtu": link.mtu, "mac": link.mac, "up": link.up, "master_id": link.master_id}
         now = await rt.netlink.set(link.ifindex, f"set properties of {link.name}",
                                    read_back=True, **attrs)
         if now is not None:
             broker.refresh(link, now)
+        if link.persistent:
+            _keep_configuration(link, before, p)
         broker.store.put_links([link])
         broker.publish("link_changed", link)
         return LinkReply(link=broker.view(caller.zone, link))

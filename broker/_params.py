@@ -108,6 +108,9 @@ class SetLinkPropertiesParams(_Wire):
     txqueuelen: int | None = None
     promisc: bool | None = None
     alias: str | None = None
+    # Added (issue 14): change the active link only; a persistent link's configuration keeps
+    # its mtu, mac, state and master (dladm's set-linkprop -t).
+    temporary: bool | None = None
 
 
 class AssignLinkParams(_Wire):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from broker._ids import LinkIds
 from broker._names import GLOBAL_ZONE
@@ -54,6 +55,15 @@ class LinkRecord:
     # namespace of its own while the real one lives: a device it makes in the lent one's
     # place cannot show it (issue 12, finding 8).
     lent_netnsid: int | None = None
+    # Added (issue 14): what the persistent configuration holds where a temporary change
+    # (SetLinkProperties temporary, dladm's set-linkprop -t) made the active link differ:
+    # any of mtu, mac, up, master_id. Re-creation takes these; the fields above stay the
+    # active link's.
+    saved: dict[str, int | str | bool | None] | None = None
+
+    def configured(self, field: str) -> Any:
+        """The persistent configuration's value of `field` (see `saved`)."""
+        return (self.saved or {}).get(field, getattr(self, field))
 
     @property
     def onloan(self) -> bool:

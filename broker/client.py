@@ -298,10 +298,11 @@ class Client:
                             mtu: int | None = None, mac: str | None = None,
                             up: bool | None = None, master: str | None = None,
                             link_id: int | None = None, txqueuelen: int | None = None,
-                            promisc: bool | None = None, alias: str | None = None) -> Link:
+                            promisc: bool | None = None, alias: str | None = None,
+                            temporary: bool | None = None) -> Link:
         reply = self._call("SetLinkProperties", name=name, id=link_id, zone=zone, mtu=mtu,
                            mac=mac, up=up, master=master, txqueuelen=txqueuelen,
-                           promisc=promisc, alias=alias)
+                           promisc=promisc, alias=alias, temporary=temporary)
         return _convert(reply["link"], Link)
 
     def link_properties(self, name: str | None, zone: str | None = None, *,

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import get_args
+from typing import Any, get_args
 
 import msgspec
 
@@ -119,7 +119,8 @@ def cmd_rename_link(c: Client, a: argparse.Namespace) -> None:
 def cmd_set_linkprop(c: Client, a: argparse.Namespace) -> None:
     up = True if a.up else (False if a.down else None)
     master = "" if a.nomaster else a.master
-    given = {"mtu": a.mtu, "mac": a.mac, "up": up, "master": master}
+    given: dict[str, Any] = {"mtu": a.mtu, "mac": a.mac, "up": up, "master": master,
+                             "temporary": a.temporary or None}
     given.update(props.settings(a.prop or ""))  # -p k=v,... (dladm's form)
     _print_link(c.set_link_properties(a.link, a.zone, **given), a)
 
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--prop", metavar="PROP=VALUE,...",
                    help="mtu, state (up/down), mac, master (a bridge, or none), txqueuelen, "
                    "promisc (on/off), alias")
+    p.add_argument("-t", "--temporary", action="store_true",
+                   help="change the active link only: a persistent link comes back with its "
+                   "configured mtu, mac, state and master (default: both change)")
     p.add_argument("--mtu", type=int)
     p.add_argument("--mac")
     state = p.add_mutually_exclusive_group()

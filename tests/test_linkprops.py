@@ -136,3 +136,29 @@ def test_linkadm_property_verbs_speak_dladm(broker: BrokerProcess, netns: Any,
     assert bad.returncode == 2 and "speed=10" in bad.stderr
     unknown = linkadm("show-linkprop", "-p", "vni", v)
     assert unknown.returncode == 2 and "no such property of a veth link" in unknown.stderr
+
+
+def test_set_linkprop_t_changes_the_active_link_only(broker: BrokerProcess, netns: Any,
+                                                     zone_caller: Any, names: Any) -> None:
+    """dladm's set-linkprop -t (issue 14, item 5): a temporary change leaves a persistent
+    link's configuration as it was, so the link comes back without it; a lasting one comes
+    back with it."""
+    ns = netns("lptemp")
+    with broker.client() as gz:
+        gz.boot_zone("red", netns=ns)
+    red = zone_caller(ns)
+    t, k = names.link("t"), names.link("k")
+    for name in (t, k):
+        red.call("CreateLink", link={"name": name, "class": "veth", "peer": f"{name}p",
+                                     "persistent": True})
+    red.call("SetLinkProperties", name=t, mtu=1400, up=True, temporary=True)
+    red.call("SetLinkProperties", name=t, mtu=1300, temporary=True)  # still 1500 saved
+    red.call("SetLinkProperties", name=k, mtu=1400, up=True)
+    assert (kernel(ns, t)["mtu"], kernel(ns, k)["mtu"]) == (1300, 1400)
+    with broker.client() as gz:
+        gz.halt_zone("red")
+        gz.boot_zone("red", netns=ns)  # the zone's persistent links are made again
+        back = {lk.name: lk for lk in gz.list_links("red")}
+    assert (back[t].mtu, back[t].state) == (1500, "down")
+    assert (back[k].mtu, back[k].state) == (1400, "up")
+    assert (kernel(ns, t)["mtu"], kernel(ns, k)["mtu"]) == (1500, 1400)
