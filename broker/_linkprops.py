@@ -72,6 +72,9 @@ PROPERTIES: tuple[Prop, ...] = (
     Prop("miimon", "--", classes=frozenset({"bond"}), writable=False),
     Prop("ttl", "--", classes=frozenset({"gre", "ipip"}), writable=False),
     Prop("kind", "--", classes=frozenset({"other"}), writable=False),
+    # A phys link's, as the driver reports them (Mb/s; "--" where it reports none).
+    Prop("speed", "--", classes=frozenset({"phys"}), writable=False),
+    Prop("duplex", "--", classes=frozenset({"phys"}), writable=False),
 )
 _BY_NAME = {p.name: p for p in PROPERTIES}
 # What ResetLinkProperties can put back: writable, with a default the broker knows.

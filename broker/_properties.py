@@ -67,6 +67,24 @@ def kernel_values(replies: Iterable[bytes]) -> dict[str, str]:
     return {}
 
 
+def _speed_duplex(link: LinkRecord) -> dict[str, str]:
+    """A phys link's speed and duplex from sysfs, which shows the host's namespace: read for
+    the global zone's phys links only ("--" for a lent one, and where the driver reports
+    none: -1 or EINVAL for a virtual NIC)."""
+    found = {"speed": "--", "duplex": "--"}
+    if link.zone != GLOBAL_ZONE or "/" in link.name or link.name in (".", ".."):
+        return found
+    for key in found:
+        try:
+            with open(f"/sys/class/net/{link.name}/{key}", encoding="ascii") as f:
+                value = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value and value not in ("-1", "unknown", "4294967295"):
+            found[key] = value
+    return found
+
+
 def _find(broker: Broker, caller: Caller, name: str | None, zone: str | None,
           link_id: int | None) -> LinkRecord:
     return find_link_by(caller.zone, name, zone, broker.links, broker.zones, link_id=link_id)
@@ -83,6 +101,8 @@ async def get_link_properties(broker: Broker, caller: Caller, p: GetLinkProperti
         ifindex = link.ifindex
         kernel = kernel_values(await rt.netlink.request(
             lambda seq: get_message(seq, index=ifindex), f"read the properties of {link.name}"))
+    if link.cls == "phys":
+        kernel.update(_speed_duplex(link))
     writes = "link.write" in caller.authorizations
     owner = writes and caller.zone in (GLOBAL_ZONE, link.owner)
     borrower = writes and link.onloan and link.zone == home_zone(caller.zone)

@@ -162,3 +162,21 @@ def test_set_linkprop_t_changes_the_active_link_only(broker: BrokerProcess, netn
     assert (back[t].mtu, back[t].state) == (1500, "down")
     assert (back[k].mtu, back[k].state) == (1400, "up")
     assert (kernel(ns, t)["mtu"], kernel(ns, k)["mtu"]) == (1500, 1400)
+
+
+def test_a_phys_link_shows_speed_and_duplex_as_its_driver_reports_them(
+        broker: BrokerProcess) -> None:
+    with broker.client() as gz:
+        phys = [lk for lk in gz.list_links("global") if lk.class_ == "phys"]
+        if not phys:
+            pytest.skip("no phys link on this host")
+        rows = {r.property: r for r in gz.link_properties(phys[0].name, "global")}
+    for key in ("speed", "duplex"):
+        with open(f"/sys/class/net/{phys[0].name}/{key}", encoding="ascii") as f:
+            try:
+                raw = f.read().strip()
+            except OSError:  # EINVAL: the driver has none
+                raw = ""
+        want = raw if raw not in ("", "-1", "unknown", "4294967295") else "--"
+        assert (rows[key].value, rows[key].perm) == (want, "r-")
+    assert "vni" not in rows and rows["mtu"].perm == "rw"
