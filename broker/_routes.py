@@ -8,7 +8,9 @@ the zone's main table.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -79,16 +81,25 @@ def _route_target(broker: Broker, caller: Caller, link: str | None, zone: str | 
     return target_zone(caller.zone, zone, broker.zones), None
 
 
-async def add_route(broker: Broker, caller: Caller, p: AddRouteParams) -> RouteReply:
-    spec = route_spec(p.destination, p.gateway, p.metric)
-    if spec.gateway is None and p.link is None and p.link_id is None:
-        raise KernelError(errno.EINVAL, "a route needs a gateway, a link or both")
-    zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
-    dest = str(spec.destination)
+@contextlib.asynccontextmanager
+async def _route_zone(broker: Broker, caller: Caller, p: AddRouteParams | RemoveRouteParams
+                      ) -> AsyncIterator[tuple[str, LinkRecord | None]]:
+    """The zone (and link) a route call is about, under that zone's lock, found again once
+    the lock is held (the link may have gone or moved while the call waited)."""
+    zone, _ = _route_target(broker, caller, p.link, p.zone, p.link_id)
     async with broker.locked(zone):
         zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
         if zone not in broker.runtimes:
             raise KernelError(errno.ENODEV, f"zone {zone} is not running")
+        yield zone, link
+
+
+async def add_route(broker: Broker, caller: Caller, p: AddRouteParams) -> RouteReply:
+    spec = route_spec(p.destination, p.gateway, p.metric)
+    if spec.gateway is None and p.link is None and p.link_id is None:
+        raise KernelError(errno.EINVAL, "a route needs a gateway, a link or both")
+    dest = str(spec.destination)
+    async with _route_zone(broker, caller, p) as (zone, link):
         try:
             await addresses.route_request(broker, zone, RTM_NEWROUTE, spec,
                                           oif=link.ifindex if link else None,
@@ -109,12 +120,8 @@ async def add_route(broker: Broker, caller: Caller, p: AddRouteParams) -> RouteR
 
 async def remove_route(broker: Broker, caller: Caller, p: RemoveRouteParams) -> Empty:
     spec = route_spec(p.destination, p.gateway, p.metric)
-    zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
     dest = str(spec.destination)
-    async with broker.locked(zone):
-        zone, link = _route_target(broker, caller, p.link, p.zone, p.link_id)
-        if zone not in broker.runtimes:
-            raise KernelError(errno.ENODEV, f"zone {zone} is not running")
+    async with _route_zone(broker, caller, p) as (zone, link):
         gateway = None if spec.gateway is None else str(spec.gateway)
         cfg = addresses.RouteConfig(dest, gateway, link.id if link else None, spec.metric)
         key = addresses.route_key(cfg)
