@@ -77,9 +77,13 @@ async def lend(broker: Broker, link: LinkRecord, zone: str, *,
                persistent: bool | None = None) -> None:
     """Move a global link into `zone` on loan, remembering its home name. `persistent`
     sets or clears the standing assignment; None keeps it as it is."""
-    await _move(broker, link, zone, link.name)
-    broker.lends_ended.discard(link.id)  # a DELLINK from an earlier lend ended that one
-    await _relearn_netnsids(broker, link)
+    broker.moving.add(link.id)
+    try:
+        await _move(broker, link, zone, link.name)
+        broker.lends_ended.discard(link.id)  # a DELLINK from an earlier lend ended that one
+        await _relearn_netnsids(broker, link)
+    finally:
+        broker.moving.discard(link.id)
     link.home_name = link.home_name or link.name
     if persistent is not None:
         link.assigned_to = zone if persistent else None
@@ -92,12 +96,16 @@ async def bring_home(broker: Broker, link: LinkRecord, home: str) -> None:
     """Move a lent link back into the global zone as `home`."""
     zone = link.zone
     as_lent = snapshot(link)  # what the zone saw: never the host's name or ifindex
-    await _move(broker, link, GLOBAL_ZONE, home)
-    link.home_name = None
-    broker.store.put_links([link])
-    broker.publish("link_reclaimed", link, zone=zone, zone_sees=as_lent)
-    addresses.link_moved(broker, link)
-    await _relearn_netnsids(broker, link)
+    broker.moving.add(link.id)
+    try:
+        await _move(broker, link, GLOBAL_ZONE, home)
+        link.home_name = None
+        broker.store.put_links([link])
+        broker.publish("link_reclaimed", link, zone=zone, zone_sees=as_lent)
+        addresses.link_moved(broker, link)
+        await _relearn_netnsids(broker, link)
+    finally:
+        broker.moving.discard(link.id)
 
 
 async def _move(broker: Broker, link: LinkRecord, zone: str, name: str) -> None:
@@ -174,6 +182,8 @@ def lend_holds(broker: Broker, link: LinkRecord, k: KernelLink) -> bool:
         return True
     if link.id in broker.lends_ended or classify(k.kind, k.tun_tap) != link.cls:
         return False
+    if broker.moving and {link.peer_id, link.parent_id} & broker.moving:
+        return True  # the broker is moving its other end: _relearn_netnsids settles it
     if link.lent_netnsid is not None and k.link_netnsid != link.lent_netnsid:
         return False  # its peer or parent is not where the lent one's was
     if link.cls == "veth":

@@ -132,6 +132,11 @@ class Broker:
     # Lent links whose ifindex left their zone (RTM_DELLINK): the lend is over, whatever the
     # zone makes next under that name and ifindex (issue 12, finding 8).
     lends_ended: set[int] = field(default_factory=set)
+    # Links the broker is moving between namespaces right now (broker._lending): until the
+    # move and the re-read of the namespace ids it changes are done, a lent link whose peer
+    # or parent is one of them is not judged by those ids (a resync of its zone may run in
+    # between, and would take the broker's own move for a forgery).
+    moving: set[int] = field(default_factory=set)
 
     # ---- helpers ---------------------------------------------------------------------------
 

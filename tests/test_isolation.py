@@ -791,6 +791,12 @@ class IsolationMachine(RuleBasedStateMachine):
             assert got == {}, f"{where}: {got}"
         elif kind == "link":
             self.check_link(caller, self.model.links[what], got["link"], where)
+        elif kind == "statistics":
+            link = self.model.links[what]
+            stats = got["statistics"]
+            assert (stats["link"], stats["zone"]) == (link.name, link.zone), f"{where}: {got}"
+            assert all(isinstance(stats[k], int) and stats[k] >= 0
+                       for k in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")), got
         elif kind == "properties":
             link = self.model.links[what]
             rows = {r["property"]: r for r in got["properties"]}
@@ -1013,6 +1019,24 @@ class IsolationMachine(RuleBasedStateMachine):
         if not expect.errors:
             expect = Expect(shape=("properties", expect.shape[1]))
         self.do(caller, "GetLinkProperties", {"name": n, "zone": zone}, expect)
+
+    @rule(caller=callers, where=link_zone_args, data=st.data())
+    def get_link_statistics(self, caller: str, where: str | None, data: st.DataObject
+                            ) -> None:
+        """Counters only where the link is (issue 14): GetLink's lookup and errors."""
+        n, zone = self.target(data, caller, where)
+        expect = self.model.get_link(caller, n, zone)
+        if not expect.errors:
+            expect = Expect(shape=("statistics", expect.shape[1]))
+        self.do(caller, "GetLinkStatistics", {"name": n, "zone": zone}, expect)
+
+    @rule(caller=callers, where=link_zone_args, data=st.data())
+    def reset_state(self, caller: str, where: str | None, data: st.DataObject) -> None:
+        """reset-linkprop -p state: a SetLinkProperties(up: false) with its rules."""
+        n, zone = self.target(data, caller, where)
+        self.do(caller, "ResetLinkProperties", {"name": n, "zone": zone,
+                                                 "properties": ["state"]},
+                self.model.set_properties(caller, n, zone, mtu=None, up=False, mac=None))
 
     @rule(caller=callers, data=st.data())
     def get_link_by_id(self, caller: str, data: st.DataObject) -> None:
