@@ -9,10 +9,10 @@ import subprocess
 import sys
 from typing import Any
 
+from clients.agent.engine import delete_made
+from clients.agent.labels import LinkDecl
+from clients.agent.main import Agent
 from tests.conftest import BrokerProcess, run
-from zones.agent import Agent
-from zones.agent_docker import delete_made
-from zones.agent_labels import LinkDecl
 
 CONTAINER = "c0ffee" * 10 + "abcd"  # 64 hex digits, as Docker's IDs
 
@@ -51,7 +51,7 @@ def test_agent_addr_label_is_set_through_the_broker(broker: BrokerProcess, netns
 
 def test_the_agent_loads_no_netlink_library() -> None:
     """A fresh interpreter imports the agent without pyroute2 (nor the daemon's modules)."""
-    probe = ("import sys, zones.agent; "
+    probe = ("import sys, clients.agent.main; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2' "
              "or m in ('broker._service', 'broker._daemon', 'broker._rtnl')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

@@ -1,10 +1,10 @@
-"""The agent's label scheme (zones.agent.parse_labels): no Docker, no broker."""
+"""The agent's label scheme (clients.agent.main.parse_labels): no Docker, no broker."""
 
 from __future__ import annotations
 
 import pytest
 
-from zones.agent import LabelError, LinkDecl, operator_labels, parse_labels
+from clients.agent.main import LabelError, LinkDecl, operator_labels, parse_labels
 
 
 def test_unlabelled_container_is_no_zone() -> None:

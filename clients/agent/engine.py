@@ -1,8 +1,8 @@
 """linkbroker-agent's dealings with the Docker engine and its clean-up through the broker.
 
-Split from :mod:`zones.agent` to keep modules small: which labels of a container count (the
+Split from :mod:`clients.agent.main` to keep modules small: which labels of a container count (the
 operator's, not the image's), whether a container runs, and removing exactly what the agent
-recorded making (:mod:`zones.agent_state`), by broker link ID.
+recorded making (:mod:`clients.agent.state`), by broker link ID.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.client import Client, LinkbrokerError, LinkNotFound
-from zones.agent_labels import LABEL_PREFIX, operator_labels
-from zones.agent_state import AgentState
+from clients.agent.labels import LABEL_PREFIX, operator_labels
+from clients.agent.state import AgentState
 
 __all__ = [
     "delete_made",

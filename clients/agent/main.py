@@ -4,9 +4,9 @@ It follows the Docker engine's event stream and turns labelled containers into z
 
 * a container that starts with the label ``io.linkbroker.zone=NAME`` *given by the operator*
   is booted as zone NAME (``BootZone(container=ID)``), then the links its labels declare are
-  made for it; labels that come with the image are ignored (:mod:`zones.agent_labels`);
+  made for it; labels that come with the image are ignored (:mod:`clients.agent.labels`);
 * a container that dies or stops has the container zone booted for *it* halted, and the links
-  the agent made for it deleted, by broker ID (:mod:`zones.agent_state`);
+  the agent made for it deleted, by broker ID (:mod:`clients.agent.state`);
 * on start, and after every reconnection to the broker or the engine, it reconciles: labelled
   running containers that are not zones yet are booted, container zones whose container is
   gone are halted.
@@ -45,7 +45,7 @@ from broker.client import (
     ZoneNotFound,
     default_socket,
 )
-from zones.agent_docker import (
+from clients.agent.engine import (
     delete_made,
     docker_from_env,
     gc_bridges,
@@ -53,7 +53,7 @@ from zones.agent_docker import (
     labels_of,
     running_container,
 )
-from zones.agent_labels import (
+from clients.agent.labels import (
     LABELS_HELP,
     ZONE_LABEL,
     LabelError,
@@ -61,7 +61,7 @@ from zones.agent_labels import (
     operator_labels,
     parse_labels,
 )
-from zones.agent_state import AgentState
+from clients.agent.state import AgentState
 
 __all__ = ["LABELS_HELP", "LabelError", "LinkDecl", "main", "operator_labels", "parse_labels"]
 
