@@ -13,8 +13,8 @@ from typing import Any
 
 from broker import _linkadm_output as out
 from broker._linkadm_addr import AddVerb
-from broker._linkprops import PROPERTIES, RESETTABLE, applies
-from broker.client import Client
+from broker._linkprops import PROPERTIES, RESETTABLE, applies, parameter
+from broker.client import Client, InvalidParameter
 
 __all__ = ["PROP_FIELDS", "add_verbs", "settings"]
 
@@ -45,23 +45,17 @@ def settings(text: str) -> dict[str, Any]:
             raise out.UsageError(f"-p wants PROPERTY=VALUE with a property among "
                                  f"{', '.join(_WRITABLE)}; got {item!r}")
         try:
-            if key in ("mtu", "txqueuelen"):
-                found[key] = int(value)
-            elif key in ("state", "promisc"):
-                choices = {"state": ("up", "down"), "promisc": ("on", "off")}[key]
-                if value not in choices:
-                    raise ValueError(f"one of {', '.join(choices)}")
-                found["up" if key == "state" else key] = value in ("up", "on")
-            else:
-                found[key] = "" if key == "master" and value in ("", "none") else value
+            param, parsed = parameter(key, value)
+            found[param] = parsed
         except ValueError as exc:
             raise out.UsageError(f"-p {key}={value}: {exc}") from None
     return found
 
 
-def _known(c: Client, a: argparse.Namespace, names: list[str] | None,
-           allowed: frozenset[str] | None = None) -> None:
-    """Refuse property names the link's class does not have, listing the ones it has."""
+def _explain(c: Client, a: argparse.Namespace, names: list[str] | None,
+             allowed: frozenset[str] | None = None) -> None:
+    """After the broker's InvalidParameter("properties"): name the property the link's
+    class does not have, and list the ones it has (one more call, on this path only)."""
     if not names:
         return
     cls = c.get_link(a.link, a.zone).class_
@@ -74,16 +68,24 @@ def _known(c: Client, a: argparse.Namespace, names: list[str] | None,
 
 
 def cmd_show_linkprop(c: Client, a: argparse.Namespace) -> None:
-    _known(c, a, _names(a.prop))
-    rows = c.link_properties(a.link, a.zone, properties=_names(a.prop))
+    try:
+        rows = c.link_properties(a.link, a.zone, properties=_names(a.prop))
+    except InvalidParameter as exc:
+        if exc.parameter == "properties":
+            _explain(c, a, _names(a.prop))
+        raise
     # dladm's "--" for an empty cell (no alias, no bridge); JSON keeps the contract's "".
     dicts = [{f: getattr(r, f) or "--" for f in PROP_FIELDS} for r in rows]
     out.show(dicts, rows, a, PROP_FIELDS, PROP_FIELDS)
 
 
 def cmd_reset_linkprop(c: Client, a: argparse.Namespace) -> None:
-    _known(c, a, _names(a.prop), RESETTABLE)
-    link = c.reset_link_properties(a.link, _names(a.prop) or [], a.zone)
+    try:
+        link = c.reset_link_properties(a.link, _names(a.prop) or [], a.zone)
+    except InvalidParameter as exc:
+        if exc.parameter == "properties":
+            _explain(c, a, _names(a.prop), RESETTABLE)
+        raise
     if a.json:
         out.print_json(link)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from broker._errors import KernelError
 
-__all__ = ["KernelLink", "dump_links", "parse_dump", "wire_name"]
+__all__ = ["KernelLink", "dump_links", "newlink_attrs", "parse_dump", "wire_name"]
 
 @dataclass(frozen=True, slots=True)
 class KernelLink:
@@ -79,6 +79,19 @@ def _attrs(data: bytes | memoryview, start: int, end: int) -> dict[int, memoryvi
         out[kind & 0x3FFF] = view[start + 4:start + length]
         start += (length + 3) & ~3
     return out
+
+
+def newlink_attrs(msg: bytes) -> tuple[int, dict[int, memoryview]] | None:
+    """ifi_flags and the top-level attributes of one RTM_NEWLINK message (None for another
+    message, or one too short for its ifinfomsg), for the few readers that want what the
+    lean parser leaves out: statistics (broker._statistics), txqueuelen and alias
+    (broker._properties)."""
+    if len(msg) < 32:
+        return None
+    length, kind = _NLMSG.unpack_from(msg)[:2]
+    if kind != RTM_NEWLINK or length < 32:
+        return None
+    return _IFINFO.unpack_from(msg, 16)[3], _attrs(msg, 32, length)
 
 
 def _u32(a: dict[int, memoryview], key: int) -> int | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from broker._types import Link, LinkProperty
 
-__all__ = ["PROPERTIES", "RESETTABLE", "Prop", "applies", "rows"]
+__all__ = ["PROPERTIES", "RESETTABLE", "Prop", "applies", "parameter", "rows"]
 
 # Classes that can be a bridge's (or bond's) port.
 _PORTS = frozenset({"phys", "veth", "tap", "macvlan", "macvtap", "vxlan", "vlan", "ipvlan",
@@ -79,6 +79,23 @@ PROPERTIES: tuple[Prop, ...] = (
 _BY_NAME = {p.name: p for p in PROPERTIES}
 # What ResetLinkProperties can put back: writable, with a default the broker knows.
 RESETTABLE = frozenset(p.name for p in PROPERTIES if p.writable and p.default != "--")
+
+
+def parameter(name: str, value: str) -> tuple[str, int | bool | str]:
+    """A writable property's text value (as show-linkprop prints it, or a default) as the
+    SetLinkProperties parameter that sets it. ValueError says what was wrong."""
+    if name in ("mtu", "txqueuelen"):
+        return name, int(value)
+    if name in ("state", "promisc"):
+        choices = ("up", "down") if name == "state" else ("on", "off")
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return ("up" if name == "state" else name), value in ("up", "on")
+    if name == "master":
+        return name, "" if value in ("", "none") else value
+    if name in ("mac", "alias"):
+        return name, value
+    raise ValueError(f"{name} is not a writable property")
 
 
 def applies(name: str, cls: str) -> Prop | None:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 from broker import _linkedit as linkedit
 from broker._errors import InvalidParameter
-from broker._linkprops import RESETTABLE, applies, rows
+from broker._linkdump import newlink_attrs
+from broker._linkprops import RESETTABLE, applies, parameter, rows
 from broker._names import GLOBAL_ZONE, home_zone
 from broker._params import (
     GetLinkPropertiesParams,
     ResetLinkPropertiesParams,
     SetLinkPropertiesParams,
 )
-from broker._rtnl import get_message
+from broker._rtnl import IFF_PROMISC, get_message
 from broker._rules import find_link_by
 from broker._table import LinkRecord
 from broker._types import LinkPropertiesReply, LinkReply
@@ -31,39 +33,23 @@ if TYPE_CHECKING:
 
 __all__ = ["get_link_properties", "kernel_values", "reset_link_properties"]
 
-RTM_NEWLINK = 16
 IFLA_TXQLEN, IFLA_IFALIAS = 13, 20
-IFF_PROMISC = 0x100
-_NLMSG = struct.Struct("=IHHII")
-_IFINFO = struct.Struct("=BxHiII")
-_RTA = struct.Struct("=HH")
-# What a reset puts back, as SetLinkProperties parameters.
-_DEFAULTS: dict[str, tuple[str, object]] = {
-    "mtu": ("mtu", 1500), "state": ("up", False), "master": ("master", ""),
-    "txqueuelen": ("txqueuelen", 1000), "promisc": ("promisc", False), "alias": ("alias", ""),
-}
 
 
 def kernel_values(replies: Iterable[bytes]) -> dict[str, str]:
     """txqueuelen, promisc and alias from the first RTM_NEWLINK among `replies`."""
     for msg in replies:
-        length, msg_type = _NLMSG.unpack_from(msg)[:2]
-        if msg_type != RTM_NEWLINK or len(msg) < _NLMSG.size + _IFINFO.size:
+        found = newlink_attrs(msg)
+        if found is None:
             continue
-        flags = _IFINFO.unpack_from(msg, _NLMSG.size)[3]
-        found = {"promisc": "on" if flags & IFF_PROMISC else "off", "alias": ""}
-        end, offset = min(length, len(msg)), _NLMSG.size + _IFINFO.size
-        while offset + _RTA.size <= end:
-            rta_len, rta_type = _RTA.unpack_from(msg, offset)
-            if rta_len < _RTA.size or offset + rta_len > end:
-                break
-            payload = msg[offset + _RTA.size:offset + rta_len]
-            if rta_type == IFLA_TXQLEN and len(payload) >= 4:
-                found["txqueuelen"] = str(struct.unpack_from("=I", payload)[0])
-            elif rta_type == IFLA_IFALIAS:
-                found["alias"] = payload.rstrip(b"\0").decode(errors="replace")
-            offset += (rta_len + 3) & ~3
-        return found
+        flags, attrs = found
+        values = {"promisc": "on" if flags & IFF_PROMISC else "off",
+                  "alias": bytes(attrs.get(IFLA_IFALIAS, b"")).rstrip(b"\0").decode(
+                      errors="replace")}
+        txqlen = attrs.get(IFLA_TXQLEN)
+        if txqlen is not None and len(txqlen) == 4:
+            values["txqueuelen"] = str(struct.unpack("=I", txqlen)[0])
+        return values
     return {}
 
 
@@ -119,10 +105,11 @@ async def reset_link_properties(broker: Broker, caller: Caller, p: ResetLinkProp
     if not p.properties or any(n not in RESETTABLE or applies(n, link.cls) is None
                                for n in p.properties):
         raise InvalidParameter("properties")
-    values = dict(_DEFAULTS[n] for n in p.properties)
-    if "txqueuelen" in values:  # the class's own default
-        prop = applies("txqueuelen", link.cls)
-        assert prop is not None
-        values["txqueuelen"] = int(prop.default_for(link.cls))
+    values: dict[str, Any] = {}
+    for name in p.properties:
+        prop = applies(name, link.cls)
+        assert prop is not None  # checked above
+        key, value = parameter(name, prop.default_for(link.cls))
+        values[key] = value
     return await linkedit.set_link_properties(broker, caller, SetLinkPropertiesParams(
-        name=p.name, id=p.id, zone=p.zone, **values))  # type: ignore[arg-type]
+        name=p.name, id=p.id, zone=p.zone, **values))

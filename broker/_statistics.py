@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable
 
 from broker._errors import KernelError
+from broker._linkdump import newlink_attrs
 from broker._params import (
     GetLinkStatisticsParams,
 )
@@ -31,11 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["get_link_statistics", "statistics_in"]
 
-RTM_NEWLINK = 16
 IFLA_STATS64 = 23
-_NLMSG = struct.Struct("=IHHII")
-_IFINFO_SIZE = 16
-_RTA = struct.Struct("=HH")
 # struct rtnl_link_stats64, its first ten counters (the kernel sends more; older fields first).
 _STATS64 = struct.Struct("=10Q")
 _FIELDS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors",
@@ -45,19 +42,13 @@ _FIELDS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_
 def statistics_in(replies: Iterable[bytes]) -> dict[str, int] | None:
     """The IFLA_STATS64 counters of the first RTM_NEWLINK among `replies` (None: none sent)."""
     for msg in replies:
-        length, msg_type = _NLMSG.unpack_from(msg)[:2]
-        if msg_type != RTM_NEWLINK:
+        found = newlink_attrs(msg)
+        if found is None:
             continue
-        end = min(length, len(msg))
-        offset = _NLMSG.size + _IFINFO_SIZE
-        while offset + _RTA.size <= end:
-            rta_len, rta_type = _RTA.unpack_from(msg, offset)
-            if rta_len < _RTA.size or offset + rta_len > end:
-                break
-            if rta_type & 0x3FFF == IFLA_STATS64 and rta_len - _RTA.size >= _STATS64.size:
-                values = _STATS64.unpack_from(msg, offset + _RTA.size)
-                return dict(zip(_FIELDS, values, strict=True))
-            offset += (rta_len + 3) & ~3
+        raw = found[1].get(IFLA_STATS64)
+        if raw is None or len(raw) < _STATS64.size:
+            return None
+        return dict(zip(_FIELDS, _STATS64.unpack_from(raw), strict=True))
     return None
 
 

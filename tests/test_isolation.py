@@ -1014,21 +1014,22 @@ class IsolationMachine(RuleBasedStateMachine):
     def get_link_properties(self, caller: str, where: str | None, data: st.DataObject) -> None:
         """dladm's show-linkprop (issue 14): the same lookup, errors and no-oracle rule as
         GetLink; the values agree with the model and PERM with who owns the link."""
-        n, zone = self.target(data, caller, where)
-        expect = self.model.get_link(caller, n, zone)
-        if not expect.errors:
-            expect = Expect(shape=("properties", expect.shape[1]))
-        self.do(caller, "GetLinkProperties", {"name": n, "zone": zone}, expect)
+        self.read_one_link(caller, where, data, "GetLinkProperties", "properties")
 
     @rule(caller=callers, where=link_zone_args, data=st.data())
     def get_link_statistics(self, caller: str, where: str | None, data: st.DataObject
                             ) -> None:
         """Counters only where the link is (issue 14): GetLink's lookup and errors."""
+        self.read_one_link(caller, where, data, "GetLinkStatistics", "statistics")
+
+    def read_one_link(self, caller: str, where: str | None, data: st.DataObject,
+                      method: str, shape: str) -> None:
+        """A read about one link with GetLink's lookup and errors, its reply of `shape`."""
         n, zone = self.target(data, caller, where)
         expect = self.model.get_link(caller, n, zone)
         if not expect.errors:
-            expect = Expect(shape=("statistics", expect.shape[1]))
-        self.do(caller, "GetLinkStatistics", {"name": n, "zone": zone}, expect)
+            expect = Expect(shape=(shape, expect.shape[1]))
+        self.do(caller, method, {"name": n, "zone": zone}, expect)
 
     @rule(caller=callers, where=link_zone_args, data=st.data())
     def reset_state(self, caller: str, where: str | None, data: st.DataObject) -> None:

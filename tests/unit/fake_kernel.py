@@ -42,7 +42,8 @@ class FakeKernel:
     def add(self, fd: int, name: str, kind: str | None, **fields: Any) -> KernelLink:
         if name in self.names(fd):
             raise KernelError(errno.EEXIST, f"{name} exists")
-        mac = f"02:00:00:00:{next(self._macs) // 256:02x}:{next(self._macs) % 256:02x}"
+        n = next(self._macs)
+        mac = f"02:00:00:00:{n // 256:02x}:{n % 256:02x}"
         link = KernelLink(ifindex=next(self._ifindex), name=name, kind=kind, mac=mac,
                           mtu=fields.pop("mtu", None) or 1500, up=fields.pop("up", False),
                           master=None, link=None, link_netnsid=None, **fields)
