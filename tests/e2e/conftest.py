@@ -26,6 +26,8 @@ COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 LAB_IMAGE = os.environ.get("LINKBROKER_LAB_IMAGE", "linkbroker/lab:latest")
 E2E_DIR = Path(__file__).resolve().parent
 SHARED_MOUNTS = ("/run/linkbroker", "/run/netns")
+# The host links the lab makes (the zones' host ends, the agent's bridge, the test's bridge).
+LAB_LINKS = ("lbred", "lbblue", "lbbr0", "rbr0")
 
 
 def _run(*argv: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -66,6 +68,15 @@ def _lab_unavailable_reason() -> str | None:
             " run .ci/docker-engine.sh prepare"
         )
     return None
+
+
+def _remove_lab_links() -> None:
+    """After the lab is down: any of its host links still there (a sweep cut short) is
+    removed, and said, so the host is left as found."""
+    for name in LAB_LINKS:
+        if _run("ip", "link", "show", "dev", name).returncode == 0:
+            print(f"e2e: removing the lab's leftover host link {name}")
+            _run("ip", "link", "del", "dev", name)
 
 
 def _is_shared_mount(path: str) -> bool:
@@ -142,7 +153,9 @@ def docker_setup() -> list[str]:
 
 @pytest.fixture(scope="session")
 def docker_cleanup() -> list[str]:
-    return ["down -v --remove-orphans --timeout 5"]
+    # Time for the agent's last sweep (halt the zones, delete what it made, its bridge
+    # last) before the engine kills the broker's container: 5 s was not always enough.
+    return ["down -v --remove-orphans --timeout 30"]
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +179,7 @@ def docker_services(
         ) as services:
             started = True
             yield services
+        _remove_lab_links()
     finally:
         if not started:
             _run(

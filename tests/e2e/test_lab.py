@@ -20,12 +20,12 @@ import pytest
 from pytest_docker import Services
 
 from broker.client import Client, Zone, ZoneNotFound
+from tests.e2e.conftest import LAB_LINKS
 
 HOST_SOCKET = "/run/linkbroker/broker.sock"
 ADDR = {"red": "198.51.100.1", "blue": "198.51.100.2"}
 HOST_END = {"red": "lbred", "blue": "lbblue"}
 BRIDGE = "lbbr0"
-LAB_LINKS = ("lbred", "lbblue", "lbbr0", "rbr0")
 _T = TypeVar("_T")
 
 # netns inodes of the lab's zones, seen during the tests, checked gone after `down`.
