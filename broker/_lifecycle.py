@@ -32,6 +32,7 @@ from broker._monitor import ZoneMonitor
 from broker._names import GLOBAL_ZONE, validate_zone_name
 from broker._netlink import ZoneNetlink
 from broker._params import BootZoneParams, Empty, HaltZoneParams
+from broker._reconcile import known
 from broker._rules import zone_view
 from broker._service import NETNS_LOCAL, Broker, Caller, Runtime
 from broker._table import LinkRecord, ZoneRecord
@@ -122,11 +123,20 @@ def watch(broker: Broker, zone: ZoneRecord) -> None:
 
 async def resync(broker: Broker, zone: str) -> None:
     """Re-read one zone from the kernel after change notifications (coalesced by the
-    monitor: one call per burst). The dump is received and parsed on a thread."""
+    monitor: one call per burst), unless the notifications say nothing the table does not
+    already hold (the broker's own writes: their commit wrote the same facts). The dump is
+    received and parsed on a thread."""
     async with broker.locked(zone):
         rt = broker.runtimes.get(zone)
         if rt is None:
             return
+        if rt.monitor is not None:
+            rt.monitor.drain()
+            heard = rt.monitor.take_heard()
+            if heard is not None and known(broker, zone, heard):
+                broker.resyncs["answered"] += 1
+                return
+        broker.resyncs["dumped"] += 1
         try:
             if rt.monitor is not None and rt.monitor.take_overflow():
                 await lending.check_lends(broker, zone)  # deletions may have been lost

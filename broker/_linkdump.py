@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from broker._errors import KernelError
 
-__all__ = ["KernelLink", "dump_links", "newlink_attrs", "parse_dump", "wire_name"]
+__all__ = ["KernelLink", "dump_links", "link_notifications", "newlink_attrs",
+           "parse_dump", "parse_link_message", "wire_name"]
 
 @dataclass(frozen=True, slots=True)
 class KernelLink:
@@ -56,7 +57,7 @@ _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 _BE16 = struct.Struct("!H")
-RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
@@ -201,6 +202,43 @@ def parse_dump(data: bytes, seq: int, into: list[KernelLink]) -> tuple[bool, boo
                     into.append(link)
         offset += (length + 3) & ~3
     return False, interrupted
+
+
+def link_notifications(data: bytes) -> tuple[list[tuple[int, bytes | None]], bool]:
+    """What one datagram of RTNLGRP_LINK notifications says, message by message: (ifindex,
+    the RTM_NEWLINK message) for a link made or changed, (ifindex, None) for RTM_DELLINK.
+    Only the headers are read here (the monitor keeps the last message per ifindex and
+    parses it with `parse_link_message` when it judges it: one parse per burst, not per
+    message). The flag is False when a message could not be read whole (cut short, a lying
+    length, an ifinfomsg missing): what came before it is returned, and the reader must not
+    trust the datagram to be complete (broker._monitor then re-reads the zone)."""
+    out: list[tuple[int, bytes | None]] = []
+    offset = 0
+    while offset < len(data):
+        if offset + 16 > len(data):
+            return out, False
+        length, kind = _NLMSG.unpack_from(data, offset)[:2]
+        if length < 16 or offset + length > len(data):
+            return out, False
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            if length < 32:
+                return out, False
+            index = _I32.unpack_from(data, offset + 20)[0]
+            out.append((index, data[offset:offset + length] if kind == RTM_NEWLINK
+                        else None))
+        offset += (length + 3) & ~3
+    return out, True
+
+
+def parse_link_message(msg: bytes) -> KernelLink | None:
+    """One RTM_NEWLINK message (a notification's has a dump entry's layout) as the lean
+    parser reads it; None if it is not one it can read."""
+    if len(msg) < 32:
+        return None
+    length, kind = _NLMSG.unpack_from(msg)[:2]
+    if kind != RTM_NEWLINK or length < 32 or length > len(msg):
+        return None
+    return _link(msg, 0, length)
 
 
 def _request(seq: int) -> bytes:

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -66,6 +66,13 @@ class _Tables(Collector):
         yield zones
         yield GaugeMetricFamily("linkbroker_connections", "Connections open now",
                                 value=self.connections())
+        resyncs = CounterMetricFamily("linkbroker_resyncs", "Zone monitor passes after link "
+                                      "notifications: dumped (the zone re-read) or answered "
+                                      "(the notifications held nothing the table lacked)",
+                                      labels=["outcome"])
+        for outcome, n in sorted(self.broker.resyncs.items()):
+            resyncs.add_metric([outcome], n)
+        yield resyncs
 
 
 class Metrics:

@@ -10,10 +10,17 @@ makes 20,000 links in a loop costs a handful of dumps and at most half of one co
 20,000 dumps queued on its lock. A lost message (ENOBUFS) cannot make the table wrong: the
 dump is the truth.
 
-Only one thing is read out of the messages: RTM_DELLINK's ifindex (`deleted`), because a
-link leaving the zone ends a lend for good, whatever the zone makes next under the same name
-and ifindex; when messages were lost (`take_overflow`), the broker checks its lent links'
-kernel facts instead.
+What the messages say is kept, the last message per ifindex (`_heard`): before dumping,
+the resync asks whether every link heard of already stands in the table as the message
+shows it (broker._lifecycle.resync, broker._reconcile.known). The broker's own writes are
+followed by exactly such messages (its commit wrote the same facts), so under a zone's write
+churn the monitor costs a comparison per message instead of a dump and a reconciliation of
+the whole zone per burst. Anything that cannot be judged from the messages alone makes the
+next resync dump: a message that could not be read whole, lost messages (ENOBUFS), a pass
+that left work (`poke`). RTM_DELLINK's ifindex is also handed on at once (`deleted`),
+because a link leaving the zone ends a lend for good, whatever the zone makes next under
+the same name and ifindex; when messages were lost (`take_overflow`), the broker checks its
+lent links' kernel facts instead.
 
 A zone whose namespace dies is halted on its own: for a process or container zone, when its
 process exits (its pidfd polls readable); for a netns zone, when /run/netns/NAME no longer
@@ -28,36 +35,17 @@ import errno
 import logging
 import os
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 
+from broker._linkdump import link_notifications
 from zones._ns import run_in_netns
 
 __all__ = ["ZoneMonitor"]
 
 log = logging.getLogger("linkbroker.monitor")
 RTMGRP_LINK = 0x1
-RTM_DELLINK = 17
 _DEBOUNCE = 0.05
 _MAX_GAP = 2.0  # the longest a dirty zone waits, however slow its last resync was
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr
-_INDEX = struct.Struct("=i")  # ifinfomsg.ifi_index, 4 bytes into the message body
-
-
-def deleted_indexes(data: bytes) -> list[int]:
-    """The ifindexes of the RTM_DELLINK messages in one datagram; anything malformed ends it."""
-    out: list[int] = []
-    offset = 0
-    while offset + 16 <= len(data):
-        length, kind = _HEADER.unpack_from(data, offset)[:2]
-        if length < 16 or offset + length > len(data):
-            break
-        if kind == RTM_DELLINK and length >= 24:
-            out.append(_INDEX.unpack_from(data, offset + 20)[0])
-        offset += (length + 3) & ~3
-    return out
-
-
 def _link_socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
                          | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
@@ -78,6 +66,10 @@ class ZoneMonitor:
         self._dirty = False
         self._running = False
         self._overflow = False
+        # The last message heard per ifindex since the last take_heard (None: deleted);
+        # `_unsure` when the messages alone cannot tell what changed.
+        self._heard: dict[int, bytes | None] = {}
+        self._unsure = False
         self._delay = _DEBOUNCE
         self.resyncs = 0  # how many ran: the tests' proof that bursts are coalesced
         self._loop = asyncio.get_running_loop()
@@ -126,20 +118,32 @@ class ZoneMonitor:
                 if exc.errno != errno.ENOBUFS:
                     break
                 # Messages lost: the dump covers links, not deletions.
-                self._overflow = True
+                self._overflow = self._unsure = True
                 self._dirty = True
                 continue
             if not data:
                 break
             self._dirty = True
-            gone += deleted_indexes(data)
+            said, whole = link_notifications(data)
+            self._unsure = self._unsure or not whole
+            for ifindex, message in said:
+                self._heard[ifindex] = message
+                if message is None:
+                    gone.append(ifindex)
         if gone and self._deleted is not None:
             self._deleted(self.zone, gone)
 
     def poke(self) -> None:
         """Ask for one more resync (a reconciliation that left work for a next pass)."""
-        self._dirty = True
+        self._dirty = self._unsure = True
         self._schedule()
+
+    def take_heard(self) -> dict[int, bytes | None] | None:
+        """What the messages since the last call said, by ifindex; None when they cannot
+        tell (a message unread, messages lost, a pass asked for): then only a dump can."""
+        heard, unsure = self._heard, self._unsure
+        self._heard, self._unsure, self._dirty = {}, False, False
+        return None if unsure else heard
 
     def take_overflow(self) -> bool:
         """Whether messages were lost since the last call."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from broker import _lending as lending
+from broker._linkdump import parse_link_message
 from broker._netlink import KernelLink
 from broker._service import Broker
 from broker._table import LinkRecord
@@ -64,6 +65,37 @@ def adopt(broker: Broker, zone: str, found: list[KernelLink], room: int | None =
             elif other is not None:
                 link.parent_id = other.id
     return [link for link, _ in pairs], touched
+
+
+def known(broker: Broker, zone: str, heard: dict[int, bytes | None]) -> bool:
+    """Whether the table already holds everything these notifications say of the zone's
+    links (ifindex -> the last RTM_NEWLINK message, None: deleted), field for field
+    as reconcile_zone would set it: then a dump and a reconciliation would change nothing.
+    True only when that is certain: a link the table lacks, a rename, a class, MTU, state,
+    address or master that differs, a message the parser cannot read, and any lent link
+    (whose lend must be re-judged from a dump) all answer False. O(links in the zone +
+    messages)."""
+    if not heard:
+        return True
+    index = broker.links.ifindexes(zone)
+    for ifindex, message in heard.items():
+        link = index.get(ifindex)
+        k = None if message is None else parse_link_message(message)
+        if k is None and message is not None:
+            return False
+        if k is None or k.name == "lo":  # reconcile_zone leaves lo out of the table
+            if link is not None:
+                return False
+            continue
+        if link is None or link.onloan or link.name != k.name:
+            return False
+        if classify(k.kind, k.tun_tap) != link.cls:
+            return False
+        master = index.get(k.master) if k.master else None
+        if (link.mtu, link.up, link.mac) != (k.mtu, k.up, k.mac) or (
+                master.id if master is not None else None) != link.master_id:
+            return False
+    return True
 
 
 def reconcile_zone(broker: Broker, zone: str, found: list[KernelLink]) -> None:

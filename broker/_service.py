@@ -137,6 +137,9 @@ class Broker:
     # or parent is one of them is not judged by those ids (a resync of its zone may run in
     # between, and would take the broker's own move for a forgery).
     moving: set[int] = field(default_factory=set)
+    # Monitor passes since start: "dumped" re-read the zone, "answered" found everything
+    # the notifications said already in the table (broker._lifecycle.resync; a metric).
+    resyncs: dict[str, int] = field(default_factory=lambda: {"dumped": 0, "answered": 0})
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from broker.client import Client, LinkNotFound, LinkSpec
-from tests.conftest import BrokerProcess, run
+from tests.conftest import BrokerProcess, ZoneCaller, run
+from tests.test_metrics import scrape_unix, started, with_name
 
 
 def eventually(pred: Callable[[], bool], timeout: float = 1.0) -> bool:
@@ -90,17 +92,35 @@ def test_netns_zone_is_halted_when_deleted(broker: BrokerProcess, netns: Any,
             gz.get_link(host_end)
 
 
-def test_deleted_indexes_reads_only_well_formed_dellink_messages() -> None:
-    """The one thing the monitor reads out of a message (pure: a crafted datagram)."""
-    import struct
+def test_the_brokers_own_writes_cost_no_dump_and_outside_changes_still_land(
+        tmp_path: Path, netns: Any, names: Any) -> None:
+    """Issue 19: the monitor hears the creates and deletes a zone makes through the broker,
+    and the resync finds in those messages nothing the table lacks, so it answers them
+    without a dump (linkbroker_resyncs_total{outcome="answered"}); a change made with `ip`
+    right after, in the same zone, still needs and gets a dump, and lands."""
+    ns = netns("own")
+    made = [names.link(f"o{i}") for i in range(6)]
+    metrics = str(tmp_path / "metrics.sock")
 
-    from broker._monitor import deleted_indexes
+    def resyncs() -> dict[str, float]:
+        got = with_name(scrape_unix(metrics), "linkbroker_resyncs_total")
+        return {dict(labels)["outcome"]: v for labels, v in got.items()}
 
-    def msg(kind: int, index: int) -> bytes:
-        body = struct.pack("=BxHiII", 0, 1, index, 0, 0)
-        return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
-
-    data = msg(16, 5) + msg(17, 7) + msg(17, 9)
-    assert deleted_indexes(data) == [7, 9]  # RTM_NEWLINK is not a deletion
-    assert deleted_indexes(data[:-1]) == [7]  # a message cut short ends the datagram
-    assert deleted_indexes(struct.pack("=IHHII", 8, 17, 0, 0, 0)) == []  # a lying length
+    with started(tmp_path, "--metrics", f"unix:{metrics}") as broker:
+        with broker.client() as gz:
+            gz.boot_zone("own", netns=ns)
+        zone = ZoneCaller(ns, broker.socket)
+        try:
+            for name in made:
+                zone.call("CreateLink", link={"name": name, "class": "veth",
+                                              "peer": name + "p"})
+            zone.call("DeleteLink", name=made[0])
+            assert eventually(lambda: resyncs()["answered"] >= 1, 3.0)
+            quiet = resyncs()
+            assert quiet["dumped"] == 0, quiet  # none of the zone's own writes needed one
+            run("ip", "-n", ns, "link", "set", made[1], "mtu", "1280")
+            with broker.client() as gz:
+                assert eventually(lambda: gz.get_link(made[1], "own").mtu == 1280)
+            assert resyncs()["dumped"] >= 1
+        finally:
+            zone.close()
