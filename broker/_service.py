@@ -79,6 +79,9 @@ def snapshot(link: LinkRecord) -> LinkRecord:
 NETNS_LOCAL = frozenset({"bridge"})
 # Classes other links join as ports through `master` (a bond's ports: dladm's aggr links).
 MASTER_CLASSES = frozenset({"bridge", "bond"})
+# Cached ListLinks replies kept at most (a global caller may ask zone by zone and class by
+# class); past it the cache starts over.
+_MAX_REPLIES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,12 @@ class Broker:
     # until the next event: a read between two writes encodes nothing.
     _views: dict[tuple[int, bool], bytes] = field(default_factory=dict)
     _views_version: int = -1
+    # Whole ListLinks replies by (caller's view, zone asked, class asked), valid as long as
+    # the views are and the set of zones is the same: a zone polling its links between two
+    # writes costs a dict lookup, not a splice of every link (issue 19's 8-client reads).
+    _replies: dict[tuple[str, str | None, str | None], msgspec.Raw] = field(
+        default_factory=dict)
+    _replies_stamp: tuple[int, int] = (-1, -1)
     zone_admin: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Kernel links a zone holds beyond its link limit, left out of the table (see adopt);
     # they count against the limit all the same.
@@ -158,6 +167,7 @@ class Broker:
         """Publish a change; `zone_sees` is what non-global subscribers are shown instead
         (a link leaving their zone, as it was while it was theirs)."""
         self._views.clear()  # every change to a link is published: cached views are stale
+        self._replies.clear()
         copy = snapshot(link)
         theirs = copy if zone_sees is None else zone_sees
         self.events.publish(
@@ -224,6 +234,14 @@ class Broker:
         """The reply is spliced from cached encoded views (LinksReply on the wire)."""
         if p.class_ is not None and p.class_ not in LINK_CLASSES:
             raise InvalidParameter("class")
+        stamp = (self.links.version, self.zones.version)
+        if self._replies_stamp != stamp or len(self._replies) >= _MAX_REPLIES:
+            self._replies.clear()
+            self._replies_stamp = stamp
+        key = (caller.zone, p.zone, p.class_)
+        reply = self._replies.get(key)
+        if reply is not None:
+            return reply
         found = visible_links(caller.zone, p.zone, p.class_, self.links, self.zones)
         if self._views_version != self.links.version:
             self._views.clear()
@@ -236,7 +254,8 @@ class Broker:
             if data is None:
                 data = views[link.id, is_global] = _encode(self.view(caller.zone, link))
             parts.append(data)
-        return msgspec.Raw(b'{"links":[' + b",".join(parts) + b"]}")
+        reply = self._replies[key] = msgspec.Raw(b'{"links":[' + b",".join(parts) + b"]}")
+        return reply
 
     async def get_link(self, caller: Caller, p: GetLinkParams) -> LinkReply:
         link = find_link_by(caller.zone, p.name, p.zone, self.links, self.zones, link_id=p.id)

@@ -92,16 +92,21 @@ class ZoneTable:
     def __init__(self) -> None:
         self._by_name: dict[str, ZoneRecord] = {}
         self._by_inode: dict[int, ZoneRecord] = {}
+        # Bumped by every add and remove: which zone names exist decides some replies
+        # (ZoneNotFound, a halted zone's configuration), so cached replies key on it.
+        self.version = 0
 
     def add(self, zone: ZoneRecord) -> None:
         assert zone.name not in self._by_name and zone.netns_inode not in self._by_inode
         self._by_name[zone.name] = zone
         self._by_inode[zone.netns_inode] = zone
+        self.version += 1
 
     def remove(self, name: str) -> ZoneRecord | None:
         zone = self._by_name.pop(name, None)
         if zone is not None:
             self._by_inode.pop(zone.netns_inode, None)
+        self.version += 1
         return zone
 
     def get(self, name: str) -> ZoneRecord | None:

@@ -68,6 +68,11 @@ class FrameBuffer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
+        if data and not self._buf and data.find(b"\0") == len(data) - 1:
+            # One whole call in one read, the usual case: no copy through the buffer.
+            if len(data) - 1 > self.limit:
+                raise FrameTooLarge(len(data) - 1)
+            return [data[:-1]]
         self._buf += data
         frames: list[bytes] = []
         start = 0

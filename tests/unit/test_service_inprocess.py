@@ -10,10 +10,20 @@ import asyncio
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
+
 from broker import _create as creation
 from broker import _lending as lending
 from broker import _lifecycle as lifecycle
-from broker._params import AssignLinkParams, CreateLinkParams, ReclaimLinkParams
+from broker import _linkedit as linkedit
+from broker._errors import ZoneNotFound
+from broker._params import (
+    AssignLinkParams,
+    CreateLinkParams,
+    ListLinksParams,
+    ReclaimLinkParams,
+    SetLinkPropertiesParams,
+)
 from broker._policy import AUTHORIZATIONS
 from broker._service import Broker, Caller, Runtime
 from broker._store import Store
@@ -129,5 +139,45 @@ def test_a_refused_create_leaves_table_store_and_kernel_as_they_were(tmp_path: P
             raise AssertionError("a name the kernel holds was created again")
         assert (set(w.stored()), w.kernel.names(red.fd), set(w.table("red"))) == before
         assert not w.store.load().intents  # the intent was withdrawn
+
+    run(scenario())
+
+
+def test_a_cached_list_links_reply_never_outlives_a_change(tmp_path: Path) -> None:
+    """ListLinks replies are cached between writes (issue 19): every kind of change (a
+    create, a property set, a link the zone made behind the broker's back, a zone halted)
+    shows in the very next reply."""
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.attach("global", w.host, "global")
+        red = w.kernel.namespace()
+        await w.attach("red", red, "netns")
+        red_caller = Caller(zone="red", uid=0, gid=0, pid=2,
+                            authorizations=frozenset(AUTHORIZATIONS))
+
+        async def listed(caller: Caller, zone: str | None = None) -> dict[str, Any]:
+            raw = await w.broker.list_links(caller, ListLinksParams(zone=zone))
+            return {x["name"]: x for x in msgspec.json.decode(raw)["links"]}
+
+        assert await listed(red_caller) == {}
+        assert await listed(red_caller) == {}  # a second read, from the cache
+        await creation.create_link(w.broker, GLOBAL, CreateLinkParams(link=LinkSpec(
+            name="c0", class_="bridge", zone="red")))
+        assert set(await listed(red_caller)) == {"c0"}
+        assert (await listed(red_caller))["c0"]["mtu"] == 1500
+        await linkedit.set_link_properties(w.broker, GLOBAL, SetLinkPropertiesParams(
+            name="c0", zone="red", mtu=1400))
+        assert (await listed(red_caller))["c0"]["mtu"] == 1400
+        w.kernel.add(red.fd, "own0", "bridge")
+        w.broker.reconcile_zone("red", await red.dump())
+        assert set(await listed(red_caller)) == {"c0", "own0"}
+        assert set(await listed(GLOBAL, "red")) == {"c0", "own0"}
+        assert await lifecycle.teardown_zone(w.broker, "red") == []
+        try:
+            await listed(GLOBAL, "red")
+        except ZoneNotFound:
+            pass
+        else:
+            raise AssertionError("a halted zone's links were still listed")
 
     run(scenario())
