@@ -9,6 +9,11 @@ say what the link was made as (a VLAN's ID, a vxlan's VNI, a macvlan's mode...).
 Values come from the link's view (the table) and, for the few properties the table does not
 keep (`txqueuelen`, `promisc`, `alias`), from the kernel, read when asked
 (broker._properties). Those three are not part of a persistent link's configuration.
+
+Shared with the clients (on the client side of tests/unit/test_layers.py): linkadm parses
+`set-linkprop -p k=v` with `parameter` and names a refused property from `PROPERTIES`, so
+the CLI and the broker read one table and cannot disagree. That is why this stays pure and
+imports nothing but broker._types: a client importing it loads nothing of the daemon.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ ip netns exec "$host" python3 -m broker._daemon --socket "$LINKBROKER_SOCKET" \
     --state-dir "$work/state" --policy "$work/policy.toml" --log-level WARNING \
     2>"$work/broker.log" &
 broker=$!
-gz() { ip netns exec "$host" python3 -m broker.linkadm "$@"; }
-zl() { local ns=$1; shift; ip netns exec "$ns" python3 -m broker.linkadm "$@"; }
+gz() { ip netns exec "$host" python3 -m clients.linkadm "$@"; }
+zl() { local ns=$1; shift; ip netns exec "$ns" python3 -m clients.linkadm "$@"; }
 for _ in $(seq 100); do gz whoami >/dev/null 2>&1 && break; sleep 0.1; done
 
 gz boot-zone red --netns "$red"

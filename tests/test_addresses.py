@@ -36,7 +36,7 @@ def in_zone(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProce
 
 def linkadm(ns: str, broker: BrokerProcess, *args: str,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-    return in_zone(ns, sys.executable, "-m", "broker.linkadm", "--socket", broker.socket,
+    return in_zone(ns, sys.executable, "-m", "clients.linkadm", "--socket", broker.socket,
                    *args, check=check)
 
 

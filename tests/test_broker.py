@@ -279,7 +279,7 @@ def test_restart_drops_zones_whose_namespace_is_gone(lab: Lab) -> None:
 def test_linkadm_in_a_zone_shows_only_that_zone(lab: Lab) -> None:
     def linkadm(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "broker.linkadm",
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "clients.linkadm",
              "--socket", lab.broker.socket, *args],
             capture_output=True, text=True, cwd=ROOT, timeout=30, check=False)
 

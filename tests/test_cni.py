@@ -67,7 +67,7 @@ def test_add_check_del_against_the_kernel(cni: Cni, netns: Any) -> None:
     assert leases(cni.data_dir, "lbtest") == [ip["address"].split("/")[0]]
     zone = cni.zones()[zone_name(cid)]
     assert zone["cni_container"] == cid and zone["kind"] == "netns" and zone["netns"] == ns
-    shown = run(sys.executable, "-m", "broker.linkadm", "--socket", cni.broker.socket,
+    shown = run(sys.executable, "-m", "clients.linkadm", "--socket", cni.broker.socket,
                 "show-zone", "-p", "-o", "zone,cni").stdout
     assert f"{zone_name(cid)}:{cid[:12]}" in shown.splitlines()
 

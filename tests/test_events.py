@@ -33,7 +33,7 @@ def test_zone_subscriber_sees_only_its_zone(broker: BrokerProcess, netns: Any,
         gz.boot_zone("red", netns=red_ns)
         gz.boot_zone("blue", netns=blue_ns)
         watcher = subprocess.Popen(
-            ["ip", "netns", "exec", red_ns, sys.executable, "-m", "broker.linkadm",
+            ["ip", "netns", "exec", red_ns, sys.executable, "-m", "clients.linkadm",
              "--socket", broker.socket, "watch", "--json"],
             stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert watcher.stdout is not None

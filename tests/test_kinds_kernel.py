@@ -349,7 +349,7 @@ def test_ifb_made_behind_the_brokers_back_is_other(broker: BrokerProcess, netns:
             assert ifb in {x.name for x in gz.list_links(cls="other")}
             assert ifb not in {x.name for x in gz.list_links(cls="phys")}
             shown = subprocess.run(
-                [sys.executable, "-m", "broker.linkadm", "--socket", broker.socket, "show-link",
+                [sys.executable, "-m", "clients.linkadm", "--socket", broker.socket, "show-link",
                  ifb, "-p", "-o", "link,class,kind"], capture_output=True, text=True,
                 cwd=ROOT, timeout=60, check=True)
             assert shown.stdout == f"{ifb}:other:ifb\n"

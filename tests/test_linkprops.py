@@ -119,7 +119,7 @@ def test_linkadm_property_verbs_speak_dladm(broker: BrokerProcess, netns: Any,
         gz.boot_zone("red", netns=ns)
 
     def linkadm(*args: str) -> subprocess.CompletedProcess[str]:
-        return run("ip", "netns", "exec", ns, sys.executable, "-m", "broker.linkadm",
+        return run("ip", "netns", "exec", ns, sys.executable, "-m", "clients.linkadm",
                    "--socket", broker.socket, *args, check=False)
 
     assert linkadm("create-link", v, "--class", "veth", "--peer", f"{v}p").returncode == 0

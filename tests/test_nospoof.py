@@ -199,7 +199,7 @@ def test_forged_addresses_and_macs_never_reach_the_peer(
 def test_restricted_lets_only_ip_and_arp_through(broker: BrokerProcess,
                                                  lab: dict[str, Any]) -> None:
     red, rz, link_id = lab["red"], lab["rz"], lab["id"]
-    linkadm = (sys.executable, "-m", "broker.linkadm", "--socket", broker.socket)
+    linkadm = (sys.executable, "-m", "clients.linkadm", "--socket", broker.socket)
     run(*linkadm, "set-protection", "-z", "red", rz, "-P", "restricted")
     shown = run(*linkadm, "show-protection", "-z", "red", rz, "-p", "-o", "link,protection")
     assert shown.stdout == f"{rz}:restricted\n"

@@ -25,7 +25,7 @@ from tests.test_broker import kernel_links
 
 
 def linkadm(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "broker.linkadm", "--socket", broker.socket,
+    return subprocess.run([sys.executable, "-m", "clients.linkadm", "--socket", broker.socket,
                            *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           check=False)
 
@@ -150,10 +150,10 @@ def test_delete_temporary_and_persistent(broker: BrokerProcess, netns: Any, name
 
 
 def test_linkadm_says_which_lifetime_is_the_default() -> None:
-    create = subprocess.run([sys.executable, "-m", "broker.linkadm", "create-link", "--help"],
+    create = subprocess.run([sys.executable, "-m", "clients.linkadm", "create-link", "--help"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60, check=True)
     assert "the default: the link lasts until deleted" in " ".join(create.stdout.split())
-    both = subprocess.run([sys.executable, "-m", "broker.linkadm", "delete-link", "x", "-t",
+    both = subprocess.run([sys.executable, "-m", "clients.linkadm", "delete-link", "x", "-t",
                            "-P"], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           check=False)
     assert both.returncode == 2 and "not allowed with" in both.stderr

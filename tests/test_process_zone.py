@@ -39,7 +39,7 @@ def process_zone() -> Iterator[int]:
 
 def linkadm_in(pid: int, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["nsenter", "-t", str(pid), "-n", "-m", sys.executable, "-m", "broker.linkadm", *args],
+        ["nsenter", "-t", str(pid), "-n", "-m", sys.executable, "-m", "clients.linkadm", *args],
         capture_output=True, text=True, cwd=ROOT, timeout=30, check=False,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(ROOT)},
     )

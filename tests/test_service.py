@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from broker import _exits
+from clients.linkadm import exits
 from tests.conftest import ROOT, BrokerProcess
 
 
@@ -26,7 +26,7 @@ def linkadm(sock: str, *args: str, no_caps: bool = False) -> subprocess.Complete
     # Root without capabilities is held to the file modes like any user.
     prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if no_caps else []
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "broker.linkadm", "--socket", sock, *args],
+        [*prefix, sys.executable, "-m", "clients.linkadm", "--socket", sock, *args],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)},
     )
@@ -52,7 +52,7 @@ def test_broker_killed_mid_call_is_one_line_and_exit_6(broker: BrokerProcess) ->
     broker.proc.send_signal(signal.SIGSTOP)
     try:
         call = subprocess.Popen(
-            [sys.executable, "-m", "broker.linkadm", "--socket", broker.socket, "show-link"],
+            [sys.executable, "-m", "clients.linkadm", "--socket", broker.socket, "show-link"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         time.sleep(1.0)  # linkadm has connected and sent its call by now
         assert call.poll() is None
@@ -62,7 +62,7 @@ def test_broker_killed_mid_call_is_one_line_and_exit_6(broker: BrokerProcess) ->
     _, err = call.communicate(timeout=30)
     out = subprocess.CompletedProcess(call.args, call.returncode, "", err)
     line = one_line(out)
-    assert out.returncode == _exits.GONE
+    assert out.returncode == exits.GONE
     assert line.startswith("linkadm: show-link: the broker closed the connection before "
                            "replying"), line
     assert "run the command again" in line
@@ -70,7 +70,7 @@ def test_broker_killed_mid_call_is_one_line_and_exit_6(broker: BrokerProcess) ->
 
 def test_watch_ends_with_one_line_when_the_broker_stops(broker: BrokerProcess) -> None:
     watch = subprocess.Popen(
-        [sys.executable, "-m", "broker.linkadm", "--socket", broker.socket, "watch"],
+        [sys.executable, "-m", "clients.linkadm", "--socket", broker.socket, "watch"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         time.sleep(1.0)
@@ -80,7 +80,7 @@ def test_watch_ends_with_one_line_when_the_broker_stops(broker: BrokerProcess) -
         if watch.poll() is None:
             watch.kill()
             watch.wait(5)
-    assert watch.returncode == _exits.GONE
+    assert watch.returncode == exits.GONE
     assert "the broker closed the connection" in one_line(
         subprocess.CompletedProcess(watch.args, watch.returncode, "", err))
 
@@ -88,18 +88,18 @@ def test_watch_ends_with_one_line_when_the_broker_stops(broker: BrokerProcess) -
 def test_stopped_and_crashed_broker_and_missing_socket(broker: BrokerProcess) -> None:
     broker.kill9()  # the socket file stays, nobody listens
     out = linkadm(broker.socket, "whoami")
-    assert out.returncode == _exits.NOT_RUNNING
+    assert out.returncode == exits.NOT_RUNNING
     assert f"no broker is listening on {broker.socket}" in one_line(out)
     os.unlink(broker.socket)
     out = linkadm(broker.socket, "show-link")
-    assert out.returncode == _exits.SOCKET_MISSING
+    assert out.returncode == exits.SOCKET_MISSING
     assert f"no broker socket at {broker.socket}" in one_line(out)
 
 
 def test_socket_not_permitted(broker: BrokerProcess) -> None:
     os.chmod(broker.socket, 0o000)
     out = linkadm(broker.socket, "whoami", no_caps=True)
-    assert out.returncode == _exits.NOT_PERMITTED, out.stderr
+    assert out.returncode == exits.NOT_PERMITTED, out.stderr
     assert f"not allowed to open {broker.socket}" in one_line(out)
     os.chmod(broker.socket, 0o666)
     assert linkadm(broker.socket, "whoami", no_caps=True).returncode == 0
@@ -132,21 +132,21 @@ def impostor(tmp_path: Path) -> Iterator[str]:
 
 def test_something_else_on_the_socket(impostor: str) -> None:
     out = linkadm(impostor, "whoami")
-    assert out.returncode == _exits.NOT_A_BROKER
+    assert out.returncode == exits.NOT_A_BROKER
     assert "is not linkbrokerd" in one_line(out)
 
 
 def test_exit_codes_are_distinct_and_documented() -> None:
-    codes = [code for code, _ in _exits.EXIT_CODES]
+    codes = [code for code, _ in exits.EXIT_CODES]
     assert len(codes) == len(set(codes))
-    out = subprocess.run([sys.executable, "-m", "broker.linkadm", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "clients.linkadm", "--help"], capture_output=True,
                          text=True, cwd=ROOT, check=True)
-    for code, meaning in _exits.EXIT_CODES:
+    for code, meaning in exits.EXIT_CODES:
         assert f"  {code:<4} {meaning}" in out.stdout
 
 
 def test_versions() -> None:
-    for module, prog in (("broker.linkadm", "linkadm"), ("broker._daemon", "linkbrokerd")):
+    for module, prog in (("clients.linkadm", "linkadm"), ("broker._daemon", "linkbrokerd")):
         out = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
                              text=True, cwd=ROOT, check=True)
         assert out.stdout.strip() == f"{prog} 0.1.0"

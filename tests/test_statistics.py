@@ -78,7 +78,7 @@ def test_linkadm_show_link_s_prints_dladm_columns_and_refuses_i_alone(
     run("ip", "netns", "exec", red, sys.executable, "-c", _SEND, "198.51.100.2", "20")
 
     def linkadm(*args: str) -> subprocess.CompletedProcess[str]:
-        return run("ip", "netns", "exec", red, sys.executable, "-m", "broker.linkadm",
+        return run("ip", "netns", "exec", red, sys.executable, "-m", "clients.linkadm",
                    "--socket", broker.socket, *args, check=False)
 
     table = linkadm("show-link", "-s", r)

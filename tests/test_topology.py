@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from broker import _exits
-from broker._linkadm_topology import EXIT_NO_DOT
 from broker.client import LinkSpec
+from clients.linkadm import exits
+from clients.linkadm.topology import EXIT_NO_DOT
 from tests.conftest import BrokerProcess, ZoneCaller
 from tests.test_policy_broker import start_with_policy
 
@@ -43,7 +43,7 @@ class Lab:
 
 def linkadm(broker: BrokerProcess, *args: str, ns: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    cmd = [sys.executable, "-m", "broker.linkadm", "--socket", broker.socket, *args]
+    cmd = [sys.executable, "-m", "clients.linkadm", "--socket", broker.socket, *args]
     if ns is not None:
         cmd = ["ip", "netns", "exec", ns, *cmd]
     return subprocess.run(cmd, capture_output=True, timeout=60, check=False,
@@ -243,7 +243,7 @@ def _read_until(proc: subprocess.Popen[bytes], needle: bytes, seen: bytearray,
 
 def _watch(broker: BrokerProcess) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "broker.linkadm", "--socket", broker.socket, "watch",
+        [sys.executable, "-m", "clients.linkadm", "--socket", broker.socket, "watch",
          "--table"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -278,7 +278,7 @@ def test_watch_table_ends_cleanly_when_the_broker_goes(lab: Lab) -> None:
             proc.wait(5)
     assert proc.stderr is not None
     err = proc.stderr.read().decode()
-    assert code == _exits.GONE and "Traceback" not in err and err.count("\n") == 1, err
+    assert code == exits.GONE and "Traceback" not in err and err.count("\n") == 1, err
     assert "the broker closed the connection" in err
 
 
@@ -286,7 +286,7 @@ def test_watch_table_live_in_a_terminal(lab: Lab) -> None:
     """On a terminal the table is redrawn in place (rich's Live), not appended."""
     master, slave = os.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "broker.linkadm", "--socket", lab.broker.socket, "watch",
+        [sys.executable, "-m", "clients.linkadm", "--socket", lab.broker.socket, "watch",
          "--table"], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
         env={**os.environ, "TERM": "xterm", "COLUMNS": "200", "LINES": "50"})
     os.close(slave)

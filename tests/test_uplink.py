@@ -78,7 +78,7 @@ def test_a_listed_zone_plugs_into_the_host_bridge(
                                                    "uplink": bridge})["link"]
         else:  # the CLI, as a user in the zone would
             link = json.loads(run(
-                "ip", "netns", "exec", ns, sys.executable, "-m", "broker.linkadm", "--socket",
+                "ip", "netns", "exec", ns, sys.executable, "-m", "clients.linkadm", "--socket",
                 broker.socket, "create-link", name, "--class", "veth", "--uplink", bridge,
                 "--up", "--json").stdout)
         # The zone sees its end only: no peer, no master, nothing of the host's names.

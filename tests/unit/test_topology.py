@@ -1,4 +1,4 @@
-"""broker._topology and its renderers: the picture of a caller's view, pure.
+"""clients.linkadm.graph and .render: the picture of a caller's view, pure (linkadm's own).
 
 Tables of views (as ListLinks returns them) go in; the graph's zones, nodes and edges, the DOT
 text and the text tree come out. Zone views are made by the broker's own pure rules
@@ -17,9 +17,9 @@ import pytest
 from broker._ids import LinkIds
 from broker._rules import link_view, visible_links
 from broker._table import LinkRecord, LinkTable, ZoneRecord, ZoneTable
-from broker._topology import Topology, build
-from broker._topology_render import dot_string, printable, render_dot, render_text
 from broker._types import Link, Zone
+from clients.linkadm.graph import Topology, build
+from clients.linkadm.render import dot_string, printable, render_dot, render_text
 
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 

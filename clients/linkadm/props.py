@@ -4,6 +4,11 @@ show-linkprop prints dladm's columns, LINK PROPERTY PERM VALUE DEFAULT POSSIBLE,
 options: `-p PROP,...` picks properties, `-c` prints them parseable (colon-separated, no
 header; needs `-o`), `-o FIELD,...` picks columns. set-linkprop takes `-p k=v,...` besides
 its --mtu/--up/... options; reset-linkprop `-p k,...` puts defaults back.
+
+The property table is the daemon's own (broker._linkprops, on the client side of
+tests/unit/test_layers.py): linkadm parses `-p k=v` and names a refused property with the very
+table the broker answers from, so the two cannot disagree. It is pure (it imports only
+broker._types), so importing it loads nothing of the daemon.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from broker import _linkadm_output as out
-from broker._linkadm_addr import AddVerb
 from broker._linkprops import PROPERTIES, RESETTABLE, applies, parameter
 from broker.client import Client, InvalidParameter
+from clients.linkadm import output as out
+from clients.linkadm.addr import AddVerb
 
 __all__ = ["PROP_FIELDS", "add_verbs", "settings"]
 

@@ -6,6 +6,9 @@ broker, the third wants the state read again before a write is repeated. So ever
 failing has its own exit code, and the message says what happened and what to do, in one line
 (a user never sees a traceback). The table is printed in `linkadm --help` and the man page, so
 the two never disagree.
+
+linkadm's own (the daemon has no exit codes to give a client): it moved here from
+broker/_exits.py with linkadm (issue 16), and tests import it from here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The picture of a caller's links, built from its own ListZones/ListLinks answers only. Pure.
 
+Why it lives with linkadm and not in the daemon: only linkadm draws pictures, and it draws
+them from the replies any client gets; the broker never builds a topology (moved from
+broker/_topology.py, issue 16). The zone names it needs are the contract's (broker._names).
+
 `linkadm show-topology` draws what the broker already shows the caller, nothing more: the
 no-oracle rule holds for pictures because the only input is the caller's view, in which
 `peer`, `parent` and `master` living in another zone are already absent. A veth end whose
@@ -26,13 +30,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from broker._names import GLOBAL_ZONE, home_zone
 from broker._types import Link, Zone
 
-__all__ = ["GLOBAL_ZONE", "Edge", "EdgeKind", "Node", "Topology", "ZoneBox", "build"]
+__all__ = ["Edge", "EdgeKind", "Node", "Topology", "ZoneBox", "build"]
 
-GLOBAL_ZONE = "global"
-# The zone a global caller without zone.read is shown as (broker._names.GLOBAL_OWN_VIEW).
-_GLOBAL_OWN_VIEW = "global:own"
 # Classes that always sit on a lower link: a view without `parent` hides it (vxlan may have none).
 _ALWAYS_OVER = ("macvlan", "macvtap")
 
@@ -95,11 +97,6 @@ class Topology:
     def in_zone(self, zone: str | None) -> tuple[Node, ...]:
         """The nodes drawn in `zone`'s box, by name (None: ends elsewhere, outside boxes)."""
         return self.by_zone.get(zone, ())
-
-
-def home_zone(viewer: str) -> str:
-    """The zone whose links a viewer sees as its own."""
-    return GLOBAL_ZONE if viewer == _GLOBAL_OWN_VIEW else viewer
 
 
 def _zone_order(zones: Sequence[Zone], links: Sequence[Link], viewer: str) -> list[ZoneBox]:

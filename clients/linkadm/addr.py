@@ -1,7 +1,7 @@
 """linkadm's ipadm verbs: create-addr, show-addr, delete-addr, add-route, show-route,
 delete-route; and dladm's protection property: set-protection, show-protection.
 
-They talk to the broker's address and route methods (broker._addresses), so a zone with no
+They talk to the broker's address and route methods (the daemon's _addresses), so a zone with no
 capability at all configures its own IP stack through the socket, as it makes its links.
 Output follows linkadm's other show verbs: a table, `-p -o FIELD,...` for scripts, `--json`
 for the contract's objects.
@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import msgspec
 
-from broker import _linkadm_output as out
 from broker._errors import (
     AddressExists,
     AddressNotFound,
@@ -26,6 +25,7 @@ from broker._errors import (
 )
 from broker._types import Address, Protection, Route
 from broker.client import Client
+from clients.linkadm import output as out
 
 __all__ = ["ADDR_FIELDS", "ROUTE_FIELDS", "add_verbs", "describe"]
 

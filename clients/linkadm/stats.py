@@ -11,9 +11,9 @@ import argparse
 import sys
 import time
 
-from broker import _linkadm_output as out
 from broker._errors import KernelError, LinkNotFound
 from broker.client import Client, LinkStatistics
+from clients.linkadm import output as out
 
 __all__ = ["STATS_FIELDS", "show_statistics"]
 

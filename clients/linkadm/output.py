@@ -1,5 +1,5 @@
 """linkadm's output: dladm's tables, `-p -o FIELD,...` lines for scripts and `--json`, for
-every show verb (links and zones here; addresses and routes in _linkadm_addr).
+every show verb (links and zones here; addresses and routes in addr).
 
 Parseable lines escape `:` inside a value as dladm does, so `IFS=:` splits them safely.
 """

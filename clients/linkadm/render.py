@@ -3,12 +3,16 @@
 Identifiers in the DOT text are the builder's counters; every name a user chose (zones, links)
 goes into a double-quoted label through `dot_string`, which escapes what DOT would read as
 syntax or as a label escape (`\\N`, `\\G`...), so no name can change the graph's structure.
+
+Moved from broker/_topology_render.py with the builder (clients.linkadm.graph): drawing is
+linkadm's business, not the daemon's (issue 16).
 """
 
 from __future__ import annotations
 
-from broker._topology import GLOBAL_ZONE, Edge, Node, Topology, ZoneBox, home_zone
+from broker._names import GLOBAL_ZONE, home_zone
 from broker._types import Link
+from clients.linkadm.graph import Edge, Node, Topology, ZoneBox
 
 __all__ = ["dot_string", "printable", "render_dot", "render_text", "viewer_title"]
 

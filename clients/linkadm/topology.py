@@ -1,7 +1,7 @@
 """linkadm's pictures: `show-topology` (Graphviz or a text tree) and `watch --table`.
 
 Client-side only: the picture is built from the caller's own WhoAmI, ListZones and ListLinks
-answers (broker._topology), so it can show nothing the caller could not list. Graphviz's `dot`
+answers (clients.linkadm.graph), so it can show nothing the caller could not list. Graphviz's `dot`
 lays out svg and png; dot and text output need nothing installed.
 """
 
@@ -19,18 +19,18 @@ from typing import Any
 
 import msgspec
 
-from broker import _exits
 from broker._errors import error_from_wire
-from broker._topology import build
-from broker._topology_render import printable, render_dot, render_text
 from broker._wire import decode_reply, encode_call
 from broker.client import BrokerGone, Client, Event, Link, ProtocolMismatch, Zone
+from clients.linkadm import exits
+from clients.linkadm.graph import build
+from clients.linkadm.render import printable, render_dot, render_text
 
 __all__ = ["EXIT_NO_DOT", "FORMATS", "CommandFailed", "add_show_topology", "add_watch_table",
            "cmd_show_topology", "watch_table"]
 
 FORMATS = ("text", "dot", "svg", "png")
-# Exit codes of these verbs' own failures, after sysexits.h (linkadm's others: broker._exits).
+# Exit codes of these verbs' own failures, after sysexits.h (linkadm's others: exits).
 EXIT_NO_DOT = 69  # EX_UNAVAILABLE: svg or png asked, Graphviz's `dot` is not installed
 EXIT_DOT_FAILED = 70  # EX_SOFTWARE: dot ran and failed
 EXIT_CANNOT_WRITE = 73  # EX_CANTCREAT: -o FILE could not be written
@@ -206,7 +206,7 @@ def watch_table(c: Client, a: argparse.Namespace) -> None:
         _watch(c, a, console)
     except BrokerGone:
         raise CommandFailed("the broker closed the connection (it stopped or restarted); "
-                            "run watch again once it is back", _exits.GONE) from None
+                            "run watch again once it is back", exits.GONE) from None
 
 
 def _watch(c: Client, a: argparse.Namespace, console: Any) -> None:

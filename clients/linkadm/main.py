@@ -2,6 +2,7 @@
 
 It finds the broker's socket from --socket, then $LINKBROKER_SOCKET, then
 /run/linkbroker/broker.sock, and shows what the broker lets the caller's zone see.
+Run it as `linkadm` (the console script) or `python3 -m clients.linkadm`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ from typing import Any, get_args
 
 import msgspec
 
-from broker import _exits
-from broker import _linkadm_addr as addr
-from broker import _linkadm_output as out
-from broker import _linkadm_props as props
-from broker import _linkadm_stats as stats
-from broker import _linkadm_topology as topology
 from broker._types import CreatableClass
 from broker._version import version
 from broker.client import (
@@ -43,6 +38,8 @@ from broker.client import (
     ZoneNotRegistered,
     default_socket,
 )
+from clients.linkadm import addr, exits, props, stats, topology
+from clients.linkadm import output as out
 
 __all__ = ["main"]
 
@@ -203,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="linkadm",
         description="Manage network links through linkbroker, as seen from this zone. Inside "
         "a zone you see and change only that zone's links; the global zone sees all.",
-        epilog=EXAMPLES + "\n" + _exits.epilog(),
+        epilog=EXAMPLES + "\n" + exits.epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -347,22 +344,22 @@ def main(argv: list[str] | None = None) -> int:
             args.fn(client, args)
     except LinkbrokerError as exc:
         print(f"linkadm: {args.command}: {describe(exc)}", file=sys.stderr)
-        return _exits.REFUSED
+        return exits.REFUSED
     except topology.CommandFailed as exc:
         print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except out.UsageError as exc:
         print(f"linkadm: {args.command}: {exc}", file=sys.stderr)
-        return _exits.USAGE
+        return exits.USAGE
     except BrokerUnreachable as exc:
-        code, line = _exits.explain(exc)
+        code, line = exits.explain(exc)
         print(f"linkadm: {args.command}: {line}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
-        return _exits.INTERRUPTED
+        return exits.INTERRUPTED
     except BrokenPipeError:  # our stdout went away (| head): nothing left to say
-        return _exits.OK
-    return _exits.OK
+        return exits.OK
+    return exits.OK
 
 
 if __name__ == "__main__":
