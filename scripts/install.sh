@@ -19,6 +19,9 @@ if [[ "${1:-}" == "test" ]]; then
     command -v podman >/dev/null 2>&1 || missing+=(podman)
     [[ -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
     [[ -x /bin/busybox ]] || missing+=(busybox-static)
+    # runc beside crun: crun refuses a hybrid cgroup layout with a controller on cgroup2,
+    # as some VMs boot; tests/podman/runtime.py picks runc there.
+    command -v runc >/dev/null 2>&1 || missing+=(runc)
 fi
 # Test mode: Graphviz's dot, which linkadm show-topology's svg/png output and its tests use.
 if [[ "${1:-}" == "test" ]]; then command -v dot >/dev/null 2>&1 || missing+=(graphviz); fi

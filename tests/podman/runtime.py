@@ -22,6 +22,20 @@ RUN_FLAGS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
 APPLETS = ("sh", "ip", "ping", "sleep", "cat", "ls")
 
 
+def oci_runtime() -> list[str]:
+    """podman's --runtime: crun (podman's default) refuses a hybrid cgroup layout whose
+    cgroup2 hierarchy holds a controller ("cgroups in hybrid mode not supported"), as some
+    VMs boot (hugetlb alone on /sys/fs/cgroup/unified); runc runs there."""
+    unified = Path("/sys/fs/cgroup/unified/cgroup.controllers")
+    try:
+        hybrid_with_controllers = bool(unified.read_text().split())
+    except OSError:
+        hybrid_with_controllers = False
+    if hybrid_with_controllers and shutil.which("runc"):
+        return ["--runtime", "runc"]
+    return []
+
+
 def podman_available() -> bool:
     return shutil.which("podman") is not None and Path(BUSYBOX).exists() and Path(
         "/usr/lib/cni/host-local").exists()
@@ -65,7 +79,7 @@ class Podman:
         self.base = ["podman", "--root", str(workdir / "root"), "--runroot",
                      str(workdir / "runroot"), "--tmpdir", str(workdir / "tmp"),
                      "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
-                     "--events-backend", "file"]
+                     "--events-backend", "file", *oci_runtime()]
 
     def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.base, *args], env=self.env, capture_output=True,
