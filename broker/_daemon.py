@@ -13,6 +13,20 @@ outlives the broker, so a zone whose mount already shows it is not re-attached, 
 that connect during a restart wait in the backlog. READY=1 goes out (broker._sdnotify) only
 once calls are accepted, RELOADING=1/READY=1 around a SIGHUP policy reload, STOPPING=1 first
 thing on SIGTERM.
+
+Background tasks (zone monitors' resyncs and halts, protection rebuilds, the watchdog) belong
+to one owner, broker._tasks (why not a TaskGroup: see there). Shutdown goes in this order:
+stop accepting and let started requests finish (they may wait on a resync's zone lock, so
+the monitors still run); then the owner cancels and awaits the zones' tasks, the host-wide
+rebuilds, and last the watchdog; only then do the runtimes (sockets, namespace fds) and the
+store close, so no task is left running against a closed socket or database.
+
+Start-up's own blocking steps run off the event loop's thread, so while a slow zone holds up
+start-up the loop still pings the watchdog and takes signals: zones are reopened, and checked
+for a live attach (a `stat` through the zone's root, the zone's own filesystem, which it may
+make slow on purpose), on the default executor; netlink sockets are opened by awaited opener
+threads (zones._ns); the attach helper process is waited for on a thread
+(broker._lifecycle.attach_zone).
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ from broker._server import Limits, Server, raise_fd_limit
 from broker._service import Broker, Runtime
 from broker._store import Store
 from broker._table import ZoneRecord
+from broker._tasks import Stage, owner
 from broker._version import version
 from zones.handle import (
     ZoneGone,
@@ -78,13 +93,13 @@ async def restore(broker: Broker) -> None:
     broker.zones.add(global_zone)
     broker.runtimes[GLOBAL_ZONE] = Runtime(
         ZoneHandle(netns_fd=host_fd, netns_inode=global_zone.netns_inode),
-        ZoneNetlink.open(None),
+        await ZoneNetlink.opened(None),
     )
 
     reopened: list[tuple[ZoneRecord, ZoneHandle]] = []
     for zone in loaded.zones:
         try:
-            reopened.append((zone, _reopen(zone)))
+            reopened.append((zone, await asyncio.to_thread(_reopen, zone)))
         except ZoneGone as exc:
             log.info("zone %s halted while the broker was down: %s", zone.name, exc)
             broker.store.delete_zone(zone.name)
@@ -95,7 +110,7 @@ async def restore(broker: Broker) -> None:
     for zone, handle in reopened:
         zone.attached = False
         broker.zones.add(zone)
-        broker.runtimes[zone.name] = Runtime(handle, ZoneNetlink.open(handle.netns_fd))
+        broker.runtimes[zone.name] = Runtime(handle, await ZoneNetlink.opened(handle.netns_fd))
 
     # Undo creations that never replied: the kernel may hold links nobody was told about.
     for intent in loaded.intents:
@@ -116,10 +131,10 @@ async def restore(broker: Broker) -> None:
         for error in await creation.recreate_persistent(broker, zone.name):
             log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
     for zone in list(broker.zones):  # after all dumps: no zone resyncs what start-up did
-        lifecycle.watch(broker, zone)
+        await lifecycle.watch(broker, zone)
     for zone, _ in reopened:
         if zone.pid is not None and zone.root is not None:
-            if _still_attached(zone.pid, broker.socket_path):
+            if await asyncio.to_thread(_still_attached, zone.pid, broker.socket_path):
                 log.info("zone %s: its mount already shows this socket; not re-attached",
                          zone.name)
                 zone.attached = True
@@ -153,6 +168,7 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
               keep_capabilities: bool = False, passed: socket.socket | None = None,
               notifier: Notifier | None = None, metrics: str | None = None) -> int:
     notify = notifier or Notifier({})
+    tasks = owner()  # this loop's: the monitors and rebuilds find it there too
     if not keep_capabilities:
         log.info("capabilities now %#x (kept: net_admin, sys_admin, sys_chroot, sys_ptrace, "
                  "dac_override, dac_read_search, fowner)", drop_capabilities())
@@ -180,7 +196,7 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
     loop.add_signal_handler(signal.SIGHUP, _reload, broker, policy_path, notify)
     # Pinging from the start: systemd's watchdog runs during start-up too, which can be long
     # with many zones to reconcile.
-    watchdog = asyncio.ensure_future(notify.watchdog())
+    tasks.spawn(notify.watchdog(), name="watchdog", stage=Stage.DAEMON)
     try:
         await server.bind(passed)
         if endpoint is not None:
@@ -198,13 +214,15 @@ async def run(socket_path: str, state_dir: str, policy_path: str | None, *,
                 notify.status(_status(broker))
         log.info("shutting down")
     finally:
-        watchdog.cancel()
-        if endpoint is not None:
-            await endpoint.close()
-        await server.close()
-        broker.close()
-        store.close()
-        notify.close()
+        try:
+            if endpoint is not None:
+                await endpoint.close()
+            await server.close()  # started requests finish first: they may need a resync's lock
+            await tasks.close()  # zones' tasks, then rebuilds, then the watchdog (Stage)
+        finally:  # even if the above was cancelled: nothing of ours may outlive run()
+            broker.close()
+            store.close()
+            notify.close()
     return 0
 
 

@@ -94,19 +94,22 @@ async def start_zone(broker: Broker, zone: ZoneRecord, handle: ZoneHandle | None
         log.warning("zone %s: persistent link not re-created: %s", zone.name, error)
     for error in await lending.relend(broker, zone.name):
         log.warning("zone %s: persistent assignment not restored: %s", zone.name, error)
-    watch(broker, zone)
+    await watch(broker, zone)
     if attach and zone.pid is not None:
         zone.attached = await attach_zone(broker, zone)
     if zone.name != GLOBAL_ZONE:
         broker.store.put_zone(zone)
 
 
-def watch(broker: Broker, zone: ZoneRecord) -> None:
-    """Start the zone's monitor: its links, and the life of its namespace."""
+async def watch(broker: Broker, zone: ZoneRecord) -> None:
+    """Start the zone's monitor: its links, and the life of its namespace. Its socket is
+    made by an opener thread the loop awaits (ZoneMonitor.opened), and hears the zone by the
+    time this returns, so a BootZone reply comes after the monitor listens."""
     rt = broker.runtimes[zone.name]
-    rt.monitor = ZoneMonitor(zone.name, rt.netns_fd, functools.partial(resync, broker),
-                             functools.partial(zone_gone, broker),
-                             functools.partial(lending.links_deleted, broker))
+    rt.monitor = await ZoneMonitor.opened(zone.name, rt.netns_fd,
+                                          functools.partial(resync, broker),
+                                          functools.partial(zone_gone, broker),
+                                          functools.partial(lending.links_deleted, broker))
     if zone.pid is not None:
         rt.monitor.watch_pid(zone.pid)
     elif zone.kind == "netns" and zone.netns is not None:

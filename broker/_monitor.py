@@ -25,6 +25,12 @@ lent links' kernel facts instead.
 A zone whose namespace dies is halted on its own: for a process or container zone, when its
 process exits (its pidfd polls readable); for a netns zone, when /run/netns/NAME no longer
 names the booted namespace (checked once a second: a bind mount has no exit notification).
+
+The monitor's socket is made inside the zone by an opener thread (zones._ns): `opened` awaits
+that thread, where the constructor without a socket would join it on the event loop. Its
+tasks (resyncs, the halt, the poll) belong to the daemon's owner (broker._tasks, stage
+ZONES): held, their failures logged, cancelled and awaited at shutdown. The monitor also
+keeps its own, so that `close` (a halt) cancels this zone's work alone.
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ import errno
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from broker._linkdump import link_notifications
-from zones._ns import run_in_netns
+from broker._tasks import Stage, Tasks, owner
+from zones._ns import in_netns, run_in_netns
 
 __all__ = ["ZoneMonitor"]
 
@@ -46,6 +54,9 @@ log = logging.getLogger("linkbroker.monitor")
 RTMGRP_LINK = 0x1
 _DEBOUNCE = 0.05
 _MAX_GAP = 2.0  # the longest a dirty zone waits, however slow its last resync was
+_Job = Callable[[str], Coroutine[Any, Any, None]]
+
+
 def _link_socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
                          | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
@@ -55,10 +66,12 @@ def _link_socket() -> socket.socket:
 
 
 class ZoneMonitor:
-    def __init__(self, zone: str, netns_fd: int | None,
-                 resync: Callable[[str], Awaitable[None]],
-                 gone: Callable[[str], Awaitable[None]],
-                 deleted: Callable[[str, list[int]], None] | None = None) -> None:
+    def __init__(self, zone: str, netns_fd: int | None, resync: _Job, gone: _Job,
+                 deleted: Callable[[str, list[int]], None] | None = None, *,
+                 sock: socket.socket | None = None, tasks: Tasks | None = None) -> None:
+        """`sock`: the zone's link socket, made by `opened`; without it the socket is made
+        here, and the calling thread waits for the opener thread (synchronous callers only:
+        a coroutine uses `opened`). `tasks`: the owner of its tasks (default: the loop's)."""
         self.zone = zone
         self._resync = resync
         self._gone = gone
@@ -73,18 +86,33 @@ class ZoneMonitor:
         self._delay = _DEBOUNCE
         self.resyncs = 0  # how many ran: the tests' proof that bursts are coalesced
         self._loop = asyncio.get_running_loop()
-        self._sock = run_in_netns(netns_fd, _link_socket)
+        self._owner = tasks if tasks is not None else owner()
+        self._sock = sock if sock is not None else run_in_netns(netns_fd, _link_socket)
         self._loop.add_reader(self._sock.fileno(), self._on_link_message)
         self._pending: asyncio.TimerHandle | None = None
         self._pidfd: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @classmethod
+    async def opened(cls, zone: str, netns_fd: int | None, resync: _Job, gone: _Job,
+                     deleted: Callable[[str, list[int]], None] | None = None, *,
+                     tasks: Tasks | None = None) -> ZoneMonitor:
+        """A monitor whose socket was made off the loop: the opener thread is awaited, not
+        joined. The socket is bound (hearing the zone) when this returns, as with the
+        constructor, so a caller that replies afterwards misses no change made after it."""
+        sock = await in_netns(netns_fd, _link_socket)
+        try:
+            return cls(zone, netns_fd, resync, gone, deleted, sock=sock, tasks=tasks)
+        except BaseException:
+            sock.close()
+            raise
+
     def watch_pid(self, pid: int) -> None:
         try:
             self._pidfd = os.pidfd_open(pid)
         except OSError:
-            self._spawn(self._gone(self.zone))
+            self._spawn(self._gone(self.zone), "gone")
             return
         self._loop.add_reader(self._pidfd, self._on_exit)
 
@@ -96,10 +124,10 @@ class ZoneMonitor:
                     await self._gone(self.zone)
                     return
 
-        self._spawn(poll())
+        self._spawn(poll(), "netns poll")
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = self._owner.spawn(coro, name=f"zone {self.zone}: {what}", stage=Stage.ZONES)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -163,7 +191,7 @@ class ZoneMonitor:
         self._pending = None
         self._dirty = False
         self._running = True
-        self._spawn(self._run())
+        self._spawn(self._run(), "resync")
 
     async def _run(self) -> None:
         started = self._loop.time()
@@ -179,7 +207,7 @@ class ZoneMonitor:
         if self._pidfd is not None:
             self._loop.remove_reader(self._pidfd)
         log.info("zone %s: its process exited", self.zone)
-        self._spawn(self._gone(self.zone))
+        self._spawn(self._gone(self.zone), "gone")
 
     def close(self) -> None:
         """Stop watching. Safe to call from within a callback of this monitor."""

@@ -26,7 +26,6 @@ administrator); a policy may grant it to a zone, which then sets it on its own l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
 import logging
@@ -46,6 +45,7 @@ from broker._names import GLOBAL_ZONE
 from broker._params import GetLinkProtectionParams, SetLinkProtectionParams
 from broker._rules import asked_for, find_link_by
 from broker._table import LinkRecord
+from broker._tasks import Stage, owner
 from broker._types import Protection, ProtectionReply
 
 TYPE_CHECKING = False
@@ -64,7 +64,6 @@ NFT = "nft"
 _SAFE_DEVICE = re.compile(r"[A-Za-z0-9_.@+-]{1,15}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _locks: dict[int, asyncio.Lock] = {}
-_pending: set[asyncio.Task[None]] = set()
 
 
 class ProtectionConfig(msgspec.Struct, frozen=True):
@@ -182,16 +181,16 @@ async def rebuild(broker: Broker) -> None:
 
 def forget(broker: Broker, ids: list[int]) -> None:
     """Links gone (or moved): the table is rebuilt without them. Called from synchronous
-    code, so the rebuild runs as a task of its own."""
+    code, so the rebuild runs as a task of its own, held by the daemon's task owner
+    (broker._tasks, stage HOST): a failure is logged, and shutdown cancels a rebuild still
+    running only after the zones' tasks, whose halts may still ask for one."""
     if not ids:
         return
     try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+        tasks = owner()
+    except RuntimeError:  # no event loop: nothing can run the rebuild
         return
-    task = loop.create_task(_rebuild_logged(broker))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    tasks.spawn(_rebuild_logged(broker), name="protection rebuild", stage=Stage.HOST)
 
 
 def moved(broker: Broker, link: LinkRecord) -> None:
@@ -202,11 +201,11 @@ def moved(broker: Broker, link: LinkRecord) -> None:
 
 
 async def _rebuild_logged(broker: Broker) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        try:
-            await rebuild(broker)
-        except (KernelError, Unsupported) as exc:
-            log.warning("protection rules not rebuilt: %s", exc)
+    """The expected failures are a warning; anything else the owner logs as a failed task."""
+    try:
+        await rebuild(broker)
+    except (KernelError, Unsupported) as exc:
+        log.warning("protection rules not rebuilt: %s", exc)
 
 
 def _view(link: LinkRecord, cfg: ProtectionConfig | None) -> Protection:
