@@ -16,8 +16,11 @@
                                      (added with the address and route methods)
 
 The broker raises these; the server turns them into error replies with `to_wire`; the client
-turns error replies back into the same classes with `from_wire`. Shells (netlink, SQLite,
-Docker) translate foreign exceptions at their boundary, so nothing else ever reaches the wire.
+turns error replies back into the same classes with `from_wire`. The netlink shell and the
+zone openers (Docker, /proc) translate foreign exceptions at their boundary. SQLite's are not
+translated: a failing store is the broker's fault, not the caller's, so a sqlite3 error
+reaches the server's catch-all, which logs it and closes that one connection; nothing but
+these classes ever reaches the wire.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The link table and the zone table: the broker's whole memory, with no I/O.
 
-Records are plain mutable dataclasses owned by the tables; only the service mutates them, and
-only after the kernel has confirmed a change (the table never runs ahead of the kernel).
+Records are plain mutable dataclasses owned by the tables; only the service mutates them: a
+write after the kernel has confirmed its change (an await on the netlink worker, then the
+table in one step), a reconciliation to what a dump or a notification showed, and persistent
+configuration of a halted zone, which is kept `present=False` and is no kernel fact.
 Indexes: links by ID, and by (zone, name) so a zone's lookups and listings cost the same
 whatever the other zones hold.
 """
