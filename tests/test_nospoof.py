@@ -10,6 +10,7 @@ where the rules live.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from broker._errors import PermissionDenied, Unsupported
+from broker._nospoof import ProtectionConfig, ruleset
 from broker.client import LinkSpec
 from tests.conftest import BrokerProcess, ZoneCaller, run
 
@@ -310,3 +312,15 @@ def test_the_chain_follows_a_lent_link_home_and_back(broker: BrokerProcess,
         assert settled(False)
         gz.assign_link(rz, "red")  # lent again: protected again
         assert settled(True)
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft is not installed")
+def test_the_ruleset_is_valid_nftables() -> None:
+    """nft --check needs CAP_NET_ADMIN: here, not in tests/unit."""
+    cfgs = [ProtectionConfig(p, a, "02:00:5e:00:53:01") for p, a in (
+        (["mac-nospoof", "ip-nospoof", "restricted"], ["198.51.100.0/28", "2001:db8::/64"]),
+        (["ip-nospoof"], []), (["restricted"], []))]
+    text = ruleset([(i, f"lbtdev{i}", cfg) for i, cfg in enumerate(cfgs)])
+    done = subprocess.run(["nft", "--check", "-f", "-"], input=text, text=True,
+                          capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr

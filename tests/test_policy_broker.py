@@ -3,6 +3,7 @@ limit, phys assignment, and reload on SIGHUP (a bad file keeps the old policy)."
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from broker._policy_file import PolicyError, load_policy
 from broker.client import LimitExceeded, PermissionDenied
 from tests.conftest import ROOT, BrokerProcess, ZoneCaller
 
@@ -111,3 +113,11 @@ def test_a_bad_policy_stops_the_start_naming_the_line(tmp_path: Path) -> None:
     assert f"{path}:2:" in out.stderr
     assert not (tmp_path / "s.sock").exists()
 
+
+def test_load_refuses_file_of_another_owner(tmp_path: Path) -> None:
+    """chown needs CAP_CHOWN: here, not in tests/unit."""
+    path = tmp_path / "p.toml"
+    path.write_text("")
+    os.chown(path, 1000, 1000)
+    with pytest.raises(PolicyError, match="owned by uid 1000"):
+        load_policy(path)
