@@ -10,6 +10,11 @@ form (`wire_name`) that no kernel name can be; an attribute of the wrong size is
 unpacked; a message cut short ends the datagram, never the broker. The receiving and parsing
 run on a thread (`dump_links`), off the event loop: a zone of 20,000 links is ~0.2 s of
 parsing that no other zone's call should wait behind.
+
+What a kind's IFLA_INFO_DATA says (a macvlan's mode, a vxlan's VNI, whether a tun device is a
+TAP...) is the kind's to read: the parser splits the data and hands it to the kind the
+kernel's kind string names (broker.kinds.BY_KERNEL_KIND, `LinkKind.decode_info`), and knows no
+kind by name itself.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ import weakref
 from dataclasses import dataclass
 
 from broker._errors import KernelError
+from broker.kinds import BY_KERNEL_KIND
 
 __all__ = ["KernelLink", "dump_links", "link_notifications", "newlink_attrs",
            "parse_dump", "parse_link_message", "wire_name"]
 
 @dataclass(frozen=True, slots=True)
 class KernelLink:
-    """What the broker keeps of a kernel link: only the attributes the contract shows."""
+    """What the broker keeps of a kernel link: only the attributes the contract shows.
+    The fields after `link_netnsid` come from the kinds' decoders (`decode_info`)."""
 
     ifindex: int
     name: str
@@ -56,7 +63,6 @@ _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
-_BE16 = struct.Struct("!H")
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
@@ -64,9 +70,7 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_EXT_MASK, IFLA_LINK_NETNSID = 18, 29, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 RTEXT_FILTER_SKIP_STATS = 1 << 3
-_MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
 _IFF_UP = 0x1
-_IFF_TAP = 0x2
 
 
 def _attrs(data: bytes | memoryview, start: int, end: int) -> dict[int, memoryview]:
@@ -142,22 +146,10 @@ def _link(data: bytes, offset: int, length: int) -> KernelLink | None:
     if IFLA_LINKINFO in a:
         info = _attrs(a[IFLA_LINKINFO], 0, len(a[IFLA_LINKINFO]))
         kind = _kind(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None
-        d = _attrs(info[IFLA_INFO_DATA], 0, len(info[IFLA_INFO_DATA])) \
-            if IFLA_INFO_DATA in info else {}
-        if kind in ("macvlan", "macvtap") and _u32(d, 1) is not None:
-            extra["mode"] = _MACVLAN_MODES.get(_u32(d, 1) or 0)
-        elif kind == "vxlan":
-            if _u32(d, 1) is not None:
-                extra["vni"] = _u32(d, 1)
-            for key, (v4, v6) in (("remote", (2, 16)), ("local", (4, 17))):
-                if v4 in d and len(d[v4]) == 4:
-                    extra[key] = socket.inet_ntop(socket.AF_INET, d[v4])
-                elif v6 in d and len(d[v6]) == 16:
-                    extra[key] = socket.inet_ntop(socket.AF_INET6, d[v6])
-            if 15 in d and len(d[15]) == 2:
-                extra["port"] = _BE16.unpack(d[15])[0]
-        elif kind == "tun" and 3 in d and len(d[3]) >= 1:  # IFLA_TUN_TYPE
-            extra["tun_tap"] = d[3][0] == _IFF_TAP
+        driver = BY_KERNEL_KIND.get(kind) if kind is not None else None
+        if driver is not None and IFLA_INFO_DATA in info:
+            raw = info[IFLA_INFO_DATA]
+            extra = driver.decode_info(_attrs(raw, 0, len(raw)))
     # A hardware address is at most MAX_ADDR_LEN (32) bytes; anything longer is not one.
     mac = bytes(a[IFLA_ADDRESS]).hex(":") if IFLA_ADDRESS in a and (
         0 < len(a[IFLA_ADDRESS]) <= 32) else None

@@ -2,10 +2,11 @@
 
 The broker's writes are a handful of RTM_NEWLINK/SETLINK/DELLINK/GETLINK messages with a small
 vocabulary of attributes (the `CreateRequest.attrs` of broker.kinds plus MTU, MAC, master,
-state, name and namespace). Building them here with struct takes microseconds where pyroute2's
-request filters took a good part of a millisecond, and `exchange` is plain blocking socket I/O:
-it runs on a netlink worker thread (broker._netlink), never on the event loop, and the kernel's
-work inside sendmsg() runs with the GIL released.
+state, name and namespace). A kind's own data arrives already encoded (`info_data`, built by
+the kind): this module frames it and knows no kind by name. Building them here with struct
+takes microseconds where pyroute2's request filters took a good part of a millisecond, and
+`exchange` is plain blocking socket I/O: it runs on a netlink worker thread (broker._netlink),
+never on the event loop, and the kernel's work inside sendmsg() runs with the GIL released.
 
 Replies are parsed by the lean parser of broker._linkdump (an RTM_NEWLINK echo or GETLINK reply
 is the same message a dump carries).
@@ -14,7 +15,6 @@ is the same message a dump carries).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import struct
@@ -39,17 +39,12 @@ _IFINFO = struct.Struct("=BxHiII")
 _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
-_BE16 = struct.Struct("!H")
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_NET_NS_FD, IFLA_EXT_MASK = 18, 28, 29
 IFLA_TXQLEN, IFLA_IFALIAS = 13, 20
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
-_MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
-# vxlan attributes by the kernel's numbers (include/uapi/linux/if_link.h).
-_VXLAN = {"vxlan_id": 1, "vxlan_group": 2, "vxlan_link": 3, "vxlan_local": 4,
-          "vxlan_port": 15, "vxlan_group6": 16, "vxlan_local6": 17}
 
 Attr = bytes
 
@@ -118,35 +113,28 @@ def _common(attrs: Mapping[str, Any]) -> list[Attr]:
     return out
 
 
-def _kind_data(kind: str, attrs: Mapping[str, Any]) -> list[Attr]:
-    if attrs.get("info_data"):  # encoded by the kind itself (broker.kinds._nla)
+def _kind_data(attrs: Mapping[str, Any]) -> list[Attr]:
+    """IFLA_INFO_DATA's contents: the bytes the kind encoded (`info_data`), or a `peer`.
+
+    A peer (veth's other end) is encoded here, not by the kind, for two reasons. It is a
+    link message of its own (an ifinfomsg, then name, MTU, namespace fd... with this module's
+    common-attribute encoder), which a kind could only build by importing this shell. And
+    the kind does not know it whole: the service adds the peer's MTU and the fd of the
+    namespace it goes to (broker._create) after the kind made its request, from zone handles
+    no kind sees. The layout (VETH_INFO_PEER, number 1) is the one every paired kind of the
+    kernel uses (veth, vxcan, netkit), so no kind name is needed to send it."""
+    if attrs.get("info_data"):
         return [attrs["info_data"]]
-    if kind == "veth" and attrs.get("peer") is not None:
+    if attrs.get("peer") is not None:
         peer = attrs["peer"]
         flags, change = _state(peer)
         info = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, flags, change)
         return [attr(VETH_INFO_PEER, info + b"".join(_common(peer)))]
-    if kind in ("macvlan", "macvtap") and attrs.get(f"{kind}_mode") is not None:
-        return [_u32(1, _MACVLAN_MODES[attrs[f"{kind}_mode"]])]
-    if kind == "vxlan":
-        out = []
-        for key, number in _VXLAN.items():
-            value = attrs.get(key)
-            if value is None:
-                continue
-            if key == "vxlan_port":
-                out.append(attr(number, _BE16.pack(value)))
-            elif key in ("vxlan_group", "vxlan_local", "vxlan_group6", "vxlan_local6"):
-                out.append(attr(number, ipaddress.ip_address(value).packed))
-            else:
-                out.append(_u32(number, value))
-        return out
     return []
 
 
 _KNOWN = frozenset({"ifname", "mtu", "address", "master", "link", "net_ns_fd", "state",
-                    "txqlen", "ifalias", "promisc", "peer", "macvlan_mode", "macvtap_mode",
-                    "info_data", *_VXLAN})
+                    "txqlen", "ifalias", "promisc", "peer", "info_data"})
 
 
 def link_attrs(attrs: Mapping[str, Any], kind: str | None = None
@@ -159,7 +147,7 @@ def link_attrs(attrs: Mapping[str, Any], kind: str | None = None
     out = _common(attrs)
     if kind is not None:
         info = [attr(IFLA_INFO_KIND, kind.encode())]  # no NUL, as iproute2 sends it
-        data = _kind_data(kind, attrs)
+        data = _kind_data(attrs)
         if data:
             info.append(nested(IFLA_INFO_DATA, data))
         out.append(nested(IFLA_LINKINFO, info))

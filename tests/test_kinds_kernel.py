@@ -77,7 +77,7 @@ CASES: dict[str, tuple[list[str], dict[str, Any]]] = {
                {"vni": 7, "remote": "192.0.2.2"}),
     "geneve-v6": (["type", "geneve", "id", "16777215", "remote", "2001:db8::1"],
                   {"vni": 16777215, "remote": "2001:db8::1"}),
-    # Controls: kinds this kernel has, encoded by the older code path (broker._rtnl).
+    # Controls: kinds this kernel has (macvlan's data encoded by its kind since issue 16).
     "macvlan": (["link", "lo", "type", "macvlan", "mode", "private"],
                 {"parent": "lo", "mode": "private"}),
     "bridge": (["type", "bridge"], {}),

@@ -39,4 +39,5 @@ def test_lean_dump_equals_pyroute2(netns: Any, names: Any) -> None:
     assert by_name[mv].mode == "private" and by_name[mt].mode == "vepa"
     assert by_name[vx].vni == 42 and by_name[vx].port == 4790
     assert by_name[vx].remote == "2001:db8::2" and by_name[tp].tun_tap
+    assert by_name[vx].local == "2001:db8::1"
     assert by_name[va].master == by_name[br].ifindex and by_name[va].mtu == 1400

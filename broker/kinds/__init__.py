@@ -1,11 +1,21 @@
 """One small module per link class, behind the one `LinkKind` interface (netavark's drivers).
 
-`KINDS` is the registry: the service picks a kind by class name and never branches on classes
-itself. A class the kernel lacks is found out by the kernel (EOPNOTSUPP) and reported as
-`Unsupported`. `phys` and `other` are adopted from the kernel, never created.
+`KINDS` is the registry by class name: the service validates a spec and builds its kernel
+request through the kind it names, and each kind encodes its own IFLA_INFO_DATA.
+`BY_KERNEL_KIND` is the same kinds by the kernel's kind string: the shells decode what a dump
+or a notification says of a link through it (`LinkKind.decode_info`), and `classify` maps a
+kernel link to its class with it; so neither encoding, decoding nor classifying branches on
+kind names outside this package. A class the kernel lacks is found out by the kernel
+(EOPNOTSUPP) and reported as `Unsupported`. `phys` and `other` are adopted, never created.
+
+Not everything about classes lives here yet: the service still branches on a few classes
+for what no kind models (a veth's pair and its lending, bridge and bond as masters, bridge as
+netns-local, phys and other as adopted only, the macvtap count limit), and the client-side
+class lists (broker._types) are static by necessity, held equal to KINDS by a unit test.
 """
 
-from broker.kinds._base import CreateRequest, LinkKind, Resolved, classify
+from broker._types import LinkClass
+from broker.kinds._base import CreateRequest, LinkKind, Resolved
 from broker.kinds.bond import Bond
 from broker.kinds.bridge import Bridge
 from broker.kinds.dummy import Dummy
@@ -21,7 +31,7 @@ from broker.kinds.vlan import Vlan
 from broker.kinds.vxlan import Vxlan
 from broker.kinds.wireguard import Wireguard
 
-__all__ = ["KINDS", "CreateRequest", "LinkKind", "Resolved", "classify"]
+__all__ = ["BY_KERNEL_KIND", "KINDS", "CreateRequest", "LinkKind", "Resolved", "classify"]
 
 KINDS: dict[str, LinkKind] = {
     kind.cls: kind for kind in (
@@ -29,3 +39,17 @@ KINDS: dict[str, LinkKind] = {
         Dummy(), Gre(), Ipip(), Wireguard(), Geneve(), Phys(), Other(),
     )
 }
+# "tun" -> Tap, "macvlan" -> Macvlan...: every kind one kernel kind stands for.
+BY_KERNEL_KIND: dict[str, LinkKind] = {
+    kind.kernel_kind: kind for kind in KINDS.values() if kind.kernel_kind is not None
+}
+
+
+def classify(kernel_kind: str | None, tun_tap: bool = False) -> LinkClass:
+    """The contract's class of a kernel link. Only a link with no kernel kind at all (a NIC's
+    driver registers none) is `phys`; a kind without a module here is `other`, shown with
+    its kernel kind string, so an ifb or a TUN device is never taken for (or lent as) phys."""
+    if kernel_kind is None:
+        return "phys"
+    kind = BY_KERNEL_KIND.get(kernel_kind)
+    return kind.cls if kind is not None and kind.claims(tun_tap) else "other"

@@ -1,7 +1,10 @@
-"""The interface every link kind implements, and the kernel-kind to class mapping.
+"""The interface every link kind implements: a driver for one class of links.
 
-A kind validates a spec completely before anything touches the kernel, and describes the
-kernel object as a `CreateRequest` (plain data: the netlink shell alone speaks pyroute2).
+A kind validates a spec completely before anything touches the kernel, describes the kernel
+object as a `CreateRequest` whose kind-specific data it encodes itself (IFLA_INFO_DATA bytes,
+broker.kinds._nla), and decodes that data again from the links the kernel reports
+(`decode_info`). So the shells (broker._rtnl, broker._linkdump, broker._netlink) frame
+messages and never branch on kernel kind names: what a kind's data means lives with the kind.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import Any, ClassVar
 
 from broker._errors import InvalidParameter
 from broker._types import LinkClass, LinkSpec
+from broker.kinds._nla import InfoData
 
-__all__ = ["COMMON_FIELDS", "CreateRequest", "LinkKind", "Resolved", "classify"]
+__all__ = ["COMMON_FIELDS", "CreateRequest", "InfoData", "LinkKind", "Resolved"]
 
 # Fields every creatable class accepts; each kind names what it adds.
 COMMON_FIELDS = frozenset({"name", "class_", "zone", "persistent", "mtu", "mac", "up", "master",
@@ -24,9 +28,6 @@ _OPTIONAL_SPEC_FIELDS = (
     "peer", "peer_zone", "parent", "mode", "vni", "remote", "local", "port", "uplink",
     "vid", "protocol", "miimon", "ttl",
 )
-# Kernel kinds that are a contract class of the same name (each has a module in this package).
-_KERNEL_CLASSES = frozenset({"veth", "bridge", "macvlan", "macvtap", "vxlan", "vlan", "ipvlan",
-                             "bond", "dummy", "gre", "ipip", "wireguard", "geneve"})
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
@@ -40,29 +41,45 @@ class Resolved:
 
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
-    """A kernel link to make. `ioctl_tap` kinds are made by ioctl inside the namespace."""
+    """A kernel link to make. `ioctl_tap` kinds are made by ioctl inside the namespace.
+
+    `attrs` holds the service's common attributes (broker._rtnl encodes them: link, mtu,
+    address, master, state...) and `info_data`, the IFLA_INFO_DATA payload the kind encoded
+    itself; veth alone has `peer` instead, a link of its own (see broker._rtnl._kind_data).
+    """
 
     kind: str
     attrs: dict[str, Any] = field(default_factory=dict)
     ioctl_tap: bool = False
 
 
-def classify(kernel_kind: str | None, tun_tap: bool = False) -> LinkClass:
-    """The contract's class of a kernel link. Only a link with no kernel kind at all (a NIC's
-    driver registers none) is `phys`; a kind without a module here is `other`, shown with
-    its kernel kind string, so an ifb or a TUN device is never taken for (or lent as) phys."""
-    if kernel_kind is None:
-        return "phys"
-    if kernel_kind in _KERNEL_CLASSES:
-        return kernel_kind  # type: ignore[return-value]
-    if kernel_kind == "tun" and tun_tap:
-        return "tap"
-    return "other"
-
-
 class LinkKind(ABC):
+    """One class of links. `creatable` is False for the classes only adopted from the kernel
+    (phys, other): the wire's CreatableClass names exactly the creatable ones (a unit test
+    holds the two together)."""
+
     cls: ClassVar[LinkClass]
     extra_fields: ClassVar[frozenset[str]] = frozenset()
+    creatable: ClassVar[bool] = True
+
+    @property
+    def kernel_kind(self) -> str | None:
+        """The kernel's IFLA_INFO_KIND for links of this class (the key of BY_KERNEL_KIND);
+        None for a class no single kernel kind stands for."""
+        return self.cls
+
+    def claims(self, tun_tap: bool) -> bool:
+        """Whether a link of this kind's kernel kind is of this class: always, but for the
+        one kernel kind two classes share (tun: TAP devices are class tap, TUN ones other)."""
+        return True
+
+    def decode_info(self, data: InfoData) -> dict[str, object]:
+        """The KernelLink fields this kind's IFLA_INFO_DATA says (`data`: its attributes by
+        type number), for links the kernel reports: the inverse of what `request` encodes,
+        limited to what the broker shows. Pure, and it must not raise: the data is written
+        by whoever holds CAP_NET_ADMIN in the namespace, so a size that is not the kernel's
+        leaves the field out. The default reads nothing."""
+        return {}
 
     def validate(self, spec: LinkSpec) -> None:
         """Refuse fields that do not apply and values out of range, naming the parameter."""

@@ -6,11 +6,16 @@ from typing import ClassVar
 
 from broker._errors import InvalidParameter
 from broker._types import LinkClass, LinkSpec
-from broker.kinds._base import CreateRequest, LinkKind, Resolved
+from broker.kinds._base import CreateRequest, InfoData, LinkKind, Resolved
+from broker.kinds._nla import get_u32, u32
 
 __all__ = ["MODES", "Macvlan", "Macvtap"]
 
 MODES = ("bridge", "private", "vepa", "passthru")
+# MACVLAN_MODE_* (a bit each). `source` is the kernel's too: shown when found, never made.
+_NUMBERS = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+_NAMES = {number: name for name, number in _NUMBERS.items()}
+_IFLA_MACVLAN_MODE = 1  # macvtap uses the macvlan attributes (IFLA_MACVLAN_*)
 
 
 class Macvlan(LinkKind):
@@ -24,10 +29,15 @@ class Macvlan(LinkKind):
             raise InvalidParameter("link.mode")
 
     def request(self, spec: LinkSpec, resolved: Resolved) -> CreateRequest:
-        return CreateRequest(
-            kind=self.cls,
-            attrs={"link": resolved.parent_ifindex, f"{self.cls}_mode": spec.mode or "bridge"},
-        )
+        # The mode always goes (bridge unless asked): the kernel's own default is vepa.
+        data = u32(_IFLA_MACVLAN_MODE, _NUMBERS[spec.mode or "bridge"])
+        return CreateRequest(kind=self.cls, attrs={"link": resolved.parent_ifindex,
+                                                   "info_data": data})
+
+    def decode_info(self, data: InfoData) -> dict[str, object]:
+        """The mode by name; a number that is no single mode is left out (shown as none)."""
+        mode = _NAMES.get(get_u32(data, _IFLA_MACVLAN_MODE) or 0)
+        return {"mode": mode} if mode is not None else {}
 
 
 class Macvtap(Macvlan):

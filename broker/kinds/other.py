@@ -16,6 +16,11 @@ __all__ = ["Other"]
 
 class Other(LinkKind):
     cls = "other"
+    creatable = False
+
+    @property
+    def kernel_kind(self) -> None:
+        return None  # any kind without a module
 
     def validate(self, spec: LinkSpec) -> None:
         raise Unsupported("creating links of class other")

@@ -11,6 +11,11 @@ __all__ = ["Phys"]
 
 class Phys(LinkKind):
     cls = "phys"
+    creatable = False
+
+    @property
+    def kernel_kind(self) -> None:
+        return None  # a NIC has no kernel kind
 
     def validate(self, spec: LinkSpec) -> None:
         raise Unsupported("creating links of class phys")

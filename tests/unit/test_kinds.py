@@ -20,6 +20,7 @@ from broker._errors import InvalidParameter, Unsupported
 from broker._types import LINK_CLASSES, LinkSpec
 from broker.kinds import KINDS, CreateRequest, Resolved, classify
 from broker.kinds._base import _OPTIONAL_SPEC_FIELDS, COMMON_FIELDS, check_ip, check_mac
+from broker.kinds._nla import attributes, u32
 from broker.kinds.macvlan import MODES
 from tests.unit.kinds_specs import (
     CREATABLE,
@@ -125,7 +126,8 @@ def test_fields_that_apply_change_the_request(cls: str, field: str) -> None:
         assert with_it == accepted(cls)
         return
     if field == "parent":  # resolved by the service: its ifindex (3) is the lower link
-        assert 3 in with_it.attrs.values()
+        # (vxlan pins its underlay inside its own data: IFLA_VXLAN_LINK, number 3)
+        assert with_it.attrs.get("link") == 3 or u32(3, 3) in with_it.attrs["info_data"]
         return
     base = {**REQUIRED[cls]}
     if field in base:  # required: compare with another valid value instead of none
@@ -246,7 +248,8 @@ def test_the_zero_mac_is_refused() -> None:
 @pytest.mark.parametrize("cls", ["macvlan", "macvtap"])
 @pytest.mark.parametrize("mode", [*MODES, None])
 def test_macvlan_modes_accepted(cls: str, mode: str | None) -> None:
-    assert accepted(cls, mode=mode).attrs[f"{cls}_mode"] == (mode or "bridge")
+    data = attributes(accepted(cls, mode=mode).attrs["info_data"])
+    assert KINDS[cls].decode_info(data) == {"mode": mode or "bridge"}
 
 
 @pytest.mark.parametrize("cls", ["macvlan", "macvtap"])
@@ -261,11 +264,12 @@ def test_macvlan_modes_are_the_kernels() -> None:
 
 @pytest.mark.parametrize("cls", ["macvlan", "macvtap"])
 def test_macvlan_request(cls: str) -> None:
+    """The parent as IFLA_LINK, the mode (MACVLAN_MODE_*: bridge 4, vepa 2) in the data."""
     kind = KINDS[cls]
     assert kind.request(spec(cls), Resolved(parent_ifindex=3)) == CreateRequest(
-        kind=cls, attrs={"link": 3, f"{cls}_mode": "bridge"})
+        kind=cls, attrs={"link": 3, "info_data": bytes.fromhex("0800010004000000")})
     assert kind.request(spec(cls, mode="vepa"), Resolved(parent_ifindex=3)).attrs == {
-        "link": 3, f"{cls}_mode": "vepa"}
+        "link": 3, "info_data": bytes.fromhex("0800010002000000")}
 
 
 # --- vxlan --------------------------------------------------------------------------------------
@@ -305,16 +309,20 @@ def test_check_ip_names_the_parameter() -> None:
 
 
 def test_vxlan_request() -> None:
+    """IFLA_VXLAN_* in number order: id, group, link, local, port (4789 unless asked),
+    group6, local6; the address attribute by the address's family."""
     kind = KINDS["vxlan"]
     assert kind.request(spec("vxlan"), Resolved()) == CreateRequest(
-        kind="vxlan", attrs={"vxlan_id": 42, "vxlan_port": 4789})
+        kind="vxlan", attrs={"info_data": bytes.fromhex("080001002a000000" "06000f0012b50000")})
     v4 = kind.request(spec("vxlan", remote="192.0.2.1", local="192.0.2.2", port=8472),
                       Resolved(parent_ifindex=4))
-    assert v4.attrs == {"vxlan_id": 42, "vxlan_port": 8472, "vxlan_group": "192.0.2.1",
-                        "vxlan_local": "192.0.2.2", "vxlan_link": 4}
+    assert v4.attrs == {"info_data": bytes.fromhex(
+        "080001002a000000" "08000200c0000201" "0800030004000000" "08000400c0000202"
+        "06000f0021180000")}
     v6 = kind.request(spec("vxlan", remote="2001:db8::1", local="2001:db8::2"), Resolved())
-    assert v6.attrs == {"vxlan_id": 42, "vxlan_port": 4789, "vxlan_group6": "2001:db8::1",
-                        "vxlan_local6": "2001:db8::2"}
+    assert v6.attrs == {"info_data": bytes.fromhex(
+        "080001002a000000" "06000f0012b50000"
+        "1400100020010db8000000000000000000000001" "1400110020010db8000000000000000000000002")}
 
 
 def test_vxlan_remote_and_local_of_different_families_are_refused() -> None:
