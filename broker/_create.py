@@ -16,6 +16,7 @@ import contextlib
 import msgspec
 
 from broker import _addresses as addresses
+from broker._authorize import Attach, Subject, UseParent, acting_for, authorize
 from broker._errors import (
     InvalidParameter,
     KernelError,
@@ -53,15 +54,15 @@ async def create_link(broker: Broker, caller: Caller, p: CreateLinkParams) -> Li
         peer_zone = GLOBAL_ZONE
         # Refused before any lock: a zone's probe of the host's bridges must not queue
         # behind (or time) the global zone's writes.
-        _attachable_bridge(broker, asker, spec.uplink)
+        _attachable_bridge(broker, caller, asker, spec.uplink)
     async with broker.locked(zone, peer_zone):
         uplink = None
         if spec.uplink is not None:
-            uplink = _attachable_bridge(broker, asker, spec.uplink)  # still there?
+            uplink = _attachable_bridge(broker, caller, asker, spec.uplink)  # still there?
             if spec.peer is None:
                 spec = msgspec.structs.replace(spec, peer=broker.random_global_name("lbu"))
         if spec.parent is not None and asker != caller.zone:
-            _check_zone_parent(broker, asker, spec.parent)
+            _check_zone_parent(broker, caller, asker, spec.parent)
         for z, name in ((zone, spec.name), (peer_zone, spec.peer)):
             if name is not None and broker.links.name_taken(z, name):
                 raise LinkExists(name)
@@ -83,27 +84,29 @@ async def create_link(broker: Broker, caller: Caller, p: CreateLinkParams) -> Li
         return LinkReply(link=broker.view(caller.zone, link))
 
 
-def _check_zone_parent(broker: Broker, zone: str, name: str) -> None:
+def _check_zone_parent(broker: Broker, caller: Subject, zone: str, name: str) -> None:
     """Under zone_policy, a parent in the global zone must be one the policy hands to
-    zones: a phys link listed in [assign] phys, or a bridge `zone` may attach to. A
-    macvlan (passthru above all) over anything else would take another's traffic."""
+    zones (`authorize`'s UseParent). Found first: a name that is nowhere is LinkNotFound,
+    whatever the policy says."""
     if broker.links.find(zone, name) is not None:
         return  # the zone's own link
     parent = broker.links.find(GLOBAL_ZONE, name)
     if parent is None:
         raise LinkNotFound(name)
-    if not ((parent.cls == "phys" and broker.policy.phys_assignable(name))
-            or (parent.cls == "bridge" and broker.policy.bridge_attachable(name, zone))):
-        raise PermissionDenied("CreateLink", "link.assign")
+    authorize(caller, "CreateLink", UseParent(parent.cls, name, zone), policy=broker.policy)
 
 
-def _attachable_bridge(broker: Broker, caller: str, name: str) -> LinkRecord:
-    """A global bridge the caller may put a port on. Anything else is LinkNotFound, the
-    answer for a name that exists nowhere: a zone learns nothing of the host's links."""
+def _attachable_bridge(broker: Broker, caller: Subject, zone: str, name: str) -> LinkRecord:
+    """A global bridge `zone` may put a port on (`authorize`'s Attach). Anything else is
+    LinkNotFound, the answer for a name that exists nowhere, a refusal too: a zone learns
+    nothing of the host's links, not even that a bridge of that name is there."""
     bridge = broker.links.find(GLOBAL_ZONE, name)
-    if (bridge is None or bridge.cls != "bridge" or not bridge.present
-            or not broker.policy.bridge_attachable(name, caller)):
+    if bridge is None or bridge.cls != "bridge" or not bridge.present:
         raise LinkNotFound(name)
+    try:
+        authorize(caller, "CreateLink", Attach(name, zone), policy=broker.policy)
+    except PermissionDenied:
+        raise LinkNotFound(name) from None
     return bridge
 
 
@@ -253,11 +256,14 @@ async def recreate_persistent(broker: Broker, zone: str) -> list[str]:
         uplink = broker.links.get(uplink_id)
         if uplink is not None and not uplink.present:
             uplink = None  # its bridge is not back: the peer comes back unbridged
-        if uplink is not None and uplink.zone != link.owner and not (
-                broker.policy.bridge_attachable(uplink.name, link.owner)):
-            errors.append(f"link {link.name}: zone {link.owner} may no longer attach to "
-                          f"bridge {uplink.name}")
-            continue
+        if uplink is not None and uplink.zone != link.owner:
+            try:  # the owner's consent, asked again: the policy may have changed since
+                authorize(acting_for(link.owner), "CreateLink", Attach(uplink.name, link.owner),
+                          policy=broker.policy)
+            except PermissionDenied:
+                errors.append(f"link {link.name}: zone {link.owner} may no longer attach to "
+                              f"bridge {uplink.name}")
+                continue
         for rec in saved:
             broker.links.remove(rec.id)
         try:

@@ -1,15 +1,16 @@
 """The switching table: every method, its parameter type, its authorization and its handler.
 
 As in dlmgmtd and nwamd, this one table is the whole API at a glance. The server decodes a
-call's parameters into the method's struct (InvalidParameter otherwise) and checks the
-authorization before the handler runs; handlers see only well-formed, permitted requests.
-`global_only` methods are refused to every non-global zone whatever the policy grants.
+call's parameters into the method's struct (InvalidParameter otherwise) and asks
+`broker._authorize.authorize` about the method's `call` before the handler runs; handlers see
+only well-formed, permitted requests. `global_only` methods are refused to every non-global
+zone whatever the policy grants.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from broker import _nospoof as nospoof
 from broker import _properties as properties
 from broker import _routes as routes
 from broker import _statistics as statistics
+from broker._authorize import MethodCall
 from broker._params import (
     AddAddressParams,
     AddRouteParams,
@@ -66,6 +68,11 @@ class Method:
     global_only: bool = False
     # Reads never await: they run inline, without a shielded task (nothing to protect).
     read: bool = False
+    # What the server asks `authorize` for each call: made once here, not per call.
+    call: MethodCall = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "call", MethodCall(self.authorization, self.global_only))
 
 
 async def _boot_zone(broker: Broker, caller: Caller, p: BootZoneParams) -> msgspec.Struct:

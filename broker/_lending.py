@@ -14,12 +14,12 @@ import contextlib
 import logging
 
 from broker import _addresses as addresses
+from broker._authorize import Assign, authorize
 from broker._errors import (
     InvalidParameter,
     LinkbrokerError,
     LinkExists,
     LinkNotFound,
-    PermissionDenied,
     Unsupported,
 )
 from broker._names import GLOBAL_ZONE
@@ -61,8 +61,7 @@ async def assign_link(broker: Broker, caller: Caller, p: AssignLinkParams) -> Li
     if link.cls == "other":
         # A kernel kind the broker does not know: never lent, least of all as phys.
         raise Unsupported(f"assigning a link of kernel kind {link.kind or 'unknown'}")
-    if link.cls == "phys" and not broker.policy.phys_assignable(link.name):
-        raise PermissionDenied("AssignLink", "link.assign")
+    authorize(caller, "AssignLink", Assign(link.cls, link.name), policy=broker.policy)
     async with broker.locked(GLOBAL_ZONE, zone):
         if broker.links.get(link.id) is not link or link.zone != GLOBAL_ZONE:
             raise LinkNotFound(asked_for(p.name, p.id))

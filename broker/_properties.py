@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from broker import _linkedit as linkedit
+from broker._authorize import MethodCall, permits
 from broker._errors import InvalidParameter
 from broker._linkdump import newlink_attrs
 from broker._linkprops import RESETTABLE, applies, parameter, rows
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["get_link_properties", "kernel_values", "reset_link_properties"]
 
 IFLA_TXQLEN, IFLA_IFALIAS = 13, 20
+# SetLinkProperties' entry of the dispatch table (which imports this module, so it cannot be
+# imported here); tests/unit/test_authorize.py checks the two agree.
+SET_PROPERTIES = MethodCall("link.write")
 
 
 def kernel_values(replies: Iterable[bytes]) -> dict[str, str]:
@@ -89,7 +93,8 @@ async def get_link_properties(broker: Broker, caller: Caller, p: GetLinkProperti
             lambda seq: get_message(seq, index=ifindex), f"read the properties of {link.name}"))
     if link.cls == "phys":
         kernel.update(_speed_duplex(link))
-    writes = "link.write" in caller.authorizations
+    # Whether the caller could SetLinkProperties at all: the server's own question.
+    writes = permits(caller, "SetLinkProperties", SET_PROPERTIES, policy=broker.policy)
     owner = writes and caller.zone in (GLOBAL_ZONE, link.owner)
     borrower = writes and link.onloan and link.zone == home_zone(caller.zone)
     view = broker.view(caller.zone, link)

@@ -31,6 +31,7 @@ from typing import Protocol
 import msgspec
 
 from broker._admission import UNREGISTERED, Admission, Limits, raise_fd_limit
+from broker._authorize import authorize, held
 from broker._dispatch import INTERFACE, METHODS, Method
 from broker._errors import (
     ExpectedMore,
@@ -38,10 +39,8 @@ from broker._errors import (
     LimitExceeded,
     LinkbrokerError,
     MethodNotFound,
-    PermissionDenied,
     ZoneNotRegistered,
 )
-from broker._names import GLOBAL_OWN_VIEW, GLOBAL_ZONE
 from broker._params import SubscribeParams
 from broker._peer import Peer, PeerGone, identify_peer
 from broker._policy import Principal
@@ -71,12 +70,9 @@ class _Connection:
     account: str
     closed: bool = False
     # (zone, policy) -> the caller they make: the policy is a frozen value, replaced on
-    # reload, and the peer's facts cannot change for a kept connection.
+    # reload, and the peer's facts cannot change for a kept connection. Only a cache: what
+    # the caller holds is broker._authorize.held's, what it may call is authorize's.
     auths: tuple[str, object, Caller] | None = None
-
-
-# In the global zone, every authorization beyond reading its own links needs the host view.
-_WITHOUT_ZONE_READ = frozenset({"link.read", "event.read"})
 
 
 class Observer(Protocol):
@@ -262,19 +258,11 @@ class Server:
         else:
             who = Principal(zone=zone.name, uid=conn.peer.uid, gids=conn.peer.gids,
                             zone_root=conn.peer.zone_root, host_admin=conn.peer.host_admin)
-            auths = policy.authorizations(who)
-            view = zone.name
-            if zone.name == GLOBAL_ZONE and "zone.read" not in auths:
-                # Without the host view a global caller reads the global zone's own links,
-                # as `ip link` shows them to any user, and can change nothing: a write from
-                # the global zone reaches every zone.
-                view, auths = GLOBAL_OWN_VIEW, auths & _WITHOUT_ZONE_READ
-            caller = Caller(zone=view, uid=conn.peer.uid, gid=conn.peer.gid,
-                            pid=conn.peer.pid, authorizations=auths)
+            has = held(policy, who)
+            caller = Caller(zone=has.zone, uid=conn.peer.uid, gid=conn.peer.gid,
+                            pid=conn.peer.pid, authorizations=has.authorizations)
             conn.auths = (zone.name, policy, caller)
-        if spec.authorization not in caller.authorizations or (
-                spec.global_only and zone.name != GLOBAL_ZONE):
-            raise PermissionDenied(method, spec.authorization)
+        authorize(caller, method, spec.call, policy=policy)
         return caller
 
     async def _dispatch(self, conn: _Connection, call: Call) -> bytes | None:
