@@ -371,5 +371,8 @@ def ratios(out: dict[str, Any]) -> dict[str, Any]:
                                              gains["pyfloor"].get("8", float("nan")))
         r["gain64_broker_over_floor"] = ratio(gains["broker"].get("64", float("nan")),
                                               gains["pyfloor"].get("64", float("nan")))
+        # Issue 19: 8 clients' calls/s against the floor's own, not against its gain.
+        r["calls8_broker_over_floor"] = ratio(thr[m]["broker"].get("8", float("nan")),
+                                              thr[m]["pyfloor"].get("8", float("nan")))
         res[m] = {"ratios": r, "gains": gains}
     return res

@@ -50,6 +50,13 @@ def goals(results: dict[str, Any]) -> list[Goal]:
             r = read["ratios"][m]["ratios"]
             add(f"gain8_{m}", f"{m}: 8 clients gain >= 0.8x of the floor's gain",
                 r["gain8_broker_over_floor"], 0.8, ">=")
+        for m in METHODS:  # issue 19 tightened the two above
+            r = read["ratios"][m]["ratios"]
+            add(f"read19_{m}", f"(issue 19) {m} within 1.3x the asyncio+msgspec floor, pinned",
+                r["broker_over_pyfloor"], 1.3, "<=")
+        add("calls8_ListLinks", "(issue 19) ListLinks of 100 links: 8 clients get at least "
+            "the floor's calls/s", read["ratios"]["ListLinks"]["ratios"].get(
+                "calls8_broker_over_floor", float("nan")), 1.0, ">=")
     write = results.get("write")
     if write:
         add("write", "veth create+delete across two zones within 1.3x raw pyroute2",
