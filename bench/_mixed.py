@@ -17,6 +17,7 @@ them down in batches, far faster than one DeleteLink each).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -123,6 +124,7 @@ def _create_throughput(lab: Lab, broker: Broker, count: int, rounds: int) -> dic
                         for zone in zones:
                             client.boot_zone(zone, netns=zone)
                 pools = [WorkerPool(lab, z, 1, module=_WORKER) for z in zones]
+                cpu_before = _thread_cpu(broker.pid) if way == "broker" else {}
                 try:
                     start = time.monotonic_ns() + 500_000_000
                     op = "create" if way == "broker" else "kernel_create"
@@ -136,6 +138,11 @@ def _create_throughput(lab: Lab, broker: Broker, count: int, rounds: int) -> dic
                 wall = (max(a["finished_at"] for a in answers) - start) / 1e9
                 rate = n * count / wall
                 out[way][str(n)]["rounds"].append(rate)
+                if way == "broker":  # where a create's CPU goes: the loop vs the workers
+                    used = _thread_cpu(broker.pid)
+                    out[way][str(n)].setdefault("cpu_ms_per_create", []).append({
+                        k: [(used[k][j] - cpu_before.get(k, (0.0, 0.0))[j]) * 1e3
+                            / (n * count) for j in (0, 1)] for k in used})
                 out[way][str(n)]["call_ms"].extend(t / 1e6 for a in answers
                                                    for t in a["times_ns"])
                 progress(f"mixed: round {r + 1}/{rounds} {way} creates from {n} zone(s): "
@@ -144,6 +151,24 @@ def _create_throughput(lab: Lab, broker: Broker, count: int, rounds: int) -> dic
         for entry in way.values():
             entry["best"] = max(entry["rounds"])
             entry["call_ms"] = summarize(entry["call_ms"])
+    return out
+
+
+def _thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """The broker's CPU seconds (user, system) so far: "loop" (the main thread) and
+    "threads" (the netlink workers, the default executor, openers: Python 3.11 names its
+    threads only for itself, so /proc cannot tell them apart)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, tuple[float, float]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        role = "loop" if tid == str(pid) else "threads"
+        user, system = out.get(role, (0.0, 0.0))
+        out[role] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
     return out
 
 
@@ -206,4 +231,13 @@ def mixed_rows(results: dict[str, Any], goal_list: list[Goal]) -> list[Row]:
     rows.append(Row("5 mixed", "veth create, 1 zone, per call (median)",
                     f"{per_call[0]:.2f} ms", f"raw RTM_NEWLINK {per_call[1]:.2f} ms",
                     f"{ratio(*per_call):.2f}x", "info"))
+    for n in ("1", "4"):
+        rounds = c["broker"][n].get("cpu_ms_per_create")
+        if not rounds:
+            continue
+        best = rounds[c["broker"][n]["rounds"].index(c["broker"][n]["best"])]
+        shown = ", ".join(f"{role} {u:.2f}+{s:.2f}" for role, (u, s) in sorted(best.items()))
+        rows.append(Row("5 mixed", f"broker CPU ms per create, {n} zone(s) (user+sys by thread)",
+                        shown, "-", "-", "info"))
+    return rows
     return rows
