@@ -145,6 +145,9 @@ def authorize(who: Subject, method: str, target: Target, *, policy: Policy) -> N
             if needed not in who.authorizations or (
                     global_only and home_zone(who.zone) != GLOBAL_ZONE):
                 raise PermissionDenied(method, needed)
+        # The class names below are the policy's lists' own (assign.phys: phys links the
+        # host hands out; attachable bridges), not traits of kinds: a class gets a list of
+        # its own in the policy file, not a flag.
         case UseParent(cls=cls, name=name, zone=zone):
             if not ((cls == "phys" and policy.phys_assignable(name))
                     or (cls == "bridge" and policy.bridge_attachable(name, zone))):

@@ -28,7 +28,7 @@ from broker._errors import (
 from broker._names import GLOBAL_ZONE, validate_link_name
 from broker._params import CreateLinkParams
 from broker._rules import target_zone
-from broker._service import MASTER_CLASSES, Broker, Caller
+from broker._service import Broker, Caller
 from broker._store import Intent
 from broker._table import LinkRecord
 from broker._types import LinkReply, LinkSpec
@@ -101,6 +101,9 @@ def _attachable_bridge(broker: Broker, caller: Subject, zone: str, name: str) ->
     LinkNotFound, the answer for a name that exists nowhere, a refusal too: a zone learns
     nothing of the host's links, not even that a bridge of that name is there."""
     bridge = broker.links.find(GLOBAL_ZONE, name)
+    # The class by name, not the `master` trait: an uplink's host end is a port on one of
+    # the host's bridges, the segments the policy's list (attachable_bridges) lets a zone
+    # onto; a global bond, a master too, is no such segment and stays out of reach.
     if bridge is None or bridge.cls != "bridge" or not bridge.present:
         raise LinkNotFound(name)
     try:
@@ -122,7 +125,7 @@ async def make(broker: Broker, owner: str, spec: LinkSpec, zone: str, peer_zone:
         parent = broker.resolve_in(owner, zone, spec.parent, global_too=True)
     if spec.master is not None:
         master = broker.resolve_in(owner, zone, spec.master, global_too=False)
-        if master.cls not in MASTER_CLASSES:
+        if not KINDS[master.cls].master:
             raise InvalidParameter("link.master")
     resolved = Resolved(
         parent_ifindex=parent.ifindex if parent else None,

@@ -26,10 +26,10 @@ from broker._names import GLOBAL_ZONE
 from broker._netlink import KernelLink
 from broker._params import AssignLinkParams, ReclaimLinkParams
 from broker._rules import asked_for, find_link_by, target_zone
-from broker._service import NETNS_LOCAL, Broker, Caller, snapshot
+from broker._service import Broker, Caller, snapshot
 from broker._table import LinkRecord
 from broker._types import LinkReply
-from broker.kinds import classify
+from broker.kinds import KINDS, classify
 
 log = logging.getLogger("linkbroker")
 
@@ -56,9 +56,10 @@ async def assign_link(broker: Broker, caller: Caller, p: AssignLinkParams) -> Li
     if p.zone == GLOBAL_ZONE:
         raise InvalidParameter("zone")
     zone = target_zone(caller.zone, p.zone, broker.zones)
-    if link.cls in NETNS_LOCAL:
+    kind = KINDS[link.cls]
+    if not kind.movable:
         raise Unsupported(f"assigning a {link.cls}: the kernel cannot move it between zones")
-    if link.cls == "other":
+    if not kind.lendable:
         # A kernel kind the broker does not know: never lent, least of all as phys.
         raise Unsupported(f"assigning a link of kernel kind {link.kind or 'unknown'}")
     authorize(caller, "AssignLink", Assign(link.cls, link.name), policy=broker.policy)
@@ -185,7 +186,7 @@ def lend_holds(broker: Broker, link: LinkRecord, k: KernelLink) -> bool:
         return True  # the broker is moving its other end: _relearn_netnsids settles it
     if link.lent_netnsid is not None and k.link_netnsid != link.lent_netnsid:
         return False  # its peer or parent is not where the lent one's was
-    if link.cls == "veth":
+    if KINDS[link.cls].paired:
         peer = broker.links.get(link.peer_id)
         if peer is None or not peer.present or k.link != peer.ifindex:
             return False
@@ -210,13 +211,14 @@ async def lend_intact(broker: Broker, link: LinkRecord) -> bool:
     k = await rt.netlink.get_index(link.ifindex)
     if k is None or not lend_holds(broker, link, k):
         return False
-    if link.cls == "veth":
+    if KINDS[link.cls].paired:
         peer = broker.links.get(link.peer_id)
         other = broker.runtimes.get(peer.zone) if peer is not None else None
         if peer is None or other is None or peer.ifindex is None:
             return False
         pk = await other.netlink.get_index(peer.ifindex)
-        return pk is not None and pk.kind == "veth" and pk.link == link.ifindex
+        return (pk is not None and classify(pk.kind, pk.tun_tap) == link.cls
+                and pk.link == link.ifindex)
     return True
 
 

@@ -34,9 +34,10 @@ from broker._netlink import ZoneNetlink
 from broker._params import BootZoneParams, Empty, HaltZoneParams
 from broker._reconcile import known
 from broker._rules import zone_view
-from broker._service import NETNS_LOCAL, Broker, Caller, Runtime
+from broker._service import Broker, Caller, Runtime
 from broker._table import LinkRecord, ZoneRecord
 from broker._types import ZoneReply
+from broker.kinds import KINDS
 from zones.handle import NETNS_DIR, ZoneGone, ZoneHandle, host_netns_inode
 
 log = logging.getLogger("linkbroker")
@@ -290,7 +291,7 @@ async def _return_home(broker: Broker, link: LinkRecord) -> None:
                     "to the host", link.zone, link.name)
         broker.forget([link])
         return
-    if link.cls in NETNS_LOCAL:
+    if not KINDS[link.cls].movable:
         # The kernel cannot move it out of the zone it was made in; it ends with the zone.
         await _remove_owned(broker, link)
         return

@@ -19,9 +19,10 @@ from broker._errors import (
 from broker._names import GLOBAL_ZONE, validate_link_name
 from broker._params import DeleteLinkParams, Empty, RenameLinkParams, SetLinkPropertiesParams
 from broker._rules import asked_for, check_may_change, find_link_by
-from broker._service import MASTER_CLASSES, Broker, Caller
+from broker._service import Broker, Caller
 from broker._table import LinkRecord
 from broker._types import LinkReply
+from broker.kinds import KINDS
 from broker.kinds._base import check_mac
 
 
@@ -143,7 +144,7 @@ async def set_link_properties(broker: Broker, caller: Caller, p: SetLinkProperti
             master = broker.links.find(link.zone, p.master)
             if master is None:
                 raise LinkNotFound(p.master)
-            if master.cls not in MASTER_CLASSES or master is link:
+            if not KINDS[master.cls].master or master is link:
                 raise InvalidParameter("master")
         attrs: dict[str, object] = {}
         if p.mtu is not None:

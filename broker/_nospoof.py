@@ -47,6 +47,7 @@ from broker._rules import asked_for, find_link_by
 from broker._table import LinkRecord
 from broker._tasks import Stage, owner
 from broker._types import Protection, ProtectionReply
+from broker.kinds import KINDS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def check(protection: list[str], allowed_ips: list[str] | None) -> tuple[list[st
 def host_end(broker: Broker, link: LinkRecord) -> LinkRecord | None:
     """The end in the global zone through which the link's frames enter the host."""
     peer = broker.links.get(link.peer_id)
-    if link.cls != "veth" or link.zone == GLOBAL_ZONE or peer is None or (
+    if not KINDS[link.cls].paired or link.zone == GLOBAL_ZONE or peer is None or (
             peer.zone != GLOBAL_ZONE):
         return None
     return peer

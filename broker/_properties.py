@@ -91,7 +91,7 @@ async def get_link_properties(broker: Broker, caller: Caller, p: GetLinkProperti
         ifindex = link.ifindex
         kernel = kernel_values(await rt.netlink.request(
             lambda seq: get_message(seq, index=ifindex), f"read the properties of {link.name}"))
-    if link.cls == "phys":
+    if applies("speed", link.cls) is not None:  # the table's classes with a driver's speed
         kernel.update(_speed_duplex(link))
     # Whether the caller could SetLinkProperties at all: the server's own question.
     writes = permits(caller, "SetLinkProperties", SET_PROPERTIES, policy=broker.policy)

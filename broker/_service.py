@@ -63,7 +63,7 @@ from broker._types import (
     ZoneReply,
     ZonesReply,
 )
-from broker.kinds import classify
+from broker.kinds import KINDS, classify
 from zones.handle import ZoneHandle
 
 __all__ = ["Broker", "Caller", "Runtime"]
@@ -75,10 +75,6 @@ def snapshot(link: LinkRecord) -> LinkRecord:
     return LinkRecord(**{f: getattr(link, f) for f in LinkRecord.__slots__})
 
 
-# Classes the kernel will not move between namespaces (NETIF_F_NETNS_LOCAL).
-NETNS_LOCAL = frozenset({"bridge"})
-# Classes other links join as ports through `master` (a bond's ports: dladm's aggr links).
-MASTER_CLASSES = frozenset({"bridge", "bond"})
 # Cached ListLinks replies kept at most (a global caller may ask zone by zone and class by
 # class); past it the cache starts over.
 _MAX_REPLIES = 1024
@@ -182,11 +178,13 @@ class Broker:
     def record_from_kernel(self, zone: str, owner: str, k: KernelLink,
                            link_id: int) -> LinkRecord:
         cls = classify(k.kind, k.tun_tap)
+        # The kernel's kind string is kept where the class does not say it (`other`; a phys
+        # link has none to keep).
         return LinkRecord(
             id=link_id, name=k.name, cls=cls, zone=zone, owner=owner,
             ifindex=k.ifindex, mac=k.mac, mtu=k.mtu, up=k.up, mode=k.mode, vni=k.vni,
             remote=k.remote, local=k.local, port=k.port,
-            kind=k.kind if cls == "other" else None,
+            kind=k.kind if KINDS[cls].kernel_kind is None else None,
         )
 
     def refresh(self, link: LinkRecord, k: KernelLink,
@@ -276,7 +274,8 @@ class Broker:
                     uplink: bool = False) -> None:
         """The zone's link limit (what it holds in the kernel beyond the table counts too),
         and its share of kernel objects every zone shares: ports on the host's bridges
-        (`uplink`: one more) and macvtaps (`cls`)."""
+        (`uplink`: one more) and host character devices (`cls`: a macvtap's /dev/tapN, the
+        one class with `host_chardev`, so the policy's key and the error say macvtaps)."""
         limit = self.policy.links_allowed(zone)
         held = self.links.count(zone) + self.unadopted.get(zone, 0)
         if limit is not None and held + adding > limit:
@@ -287,9 +286,9 @@ class Broker:
             ports = self.policy.host_bridge_ports_per_zone
             if sum(1 for x in self.links.in_zone(GLOBAL_ZONE) if x.owner == zone) >= ports:
                 raise LimitExceeded("ports on the host's bridges", ports)
-        if cls == "macvtap":
+        if cls is not None and KINDS[cls].host_chardev:
             taps = self.policy.macvtaps_per_zone
-            if sum(1 for x in self.links.in_zone(zone) if x.cls == "macvtap") >= taps:
+            if sum(1 for x in self.links.in_zone(zone) if KINDS[x.cls].host_chardev) >= taps:
                 raise LimitExceeded("macvtaps", taps)
 
     def host_fd(self) -> int:

@@ -8,10 +8,13 @@ kernel link to its class with it; so neither encoding, decoding nor classifying 
 kind names outside this package. A class the kernel lacks is found out by the kernel
 (EOPNOTSUPP) and reported as `Unsupported`. `phys` and `other` are adopted, never created.
 
-Not everything about classes lives here yet: the service still branches on a few classes
-for what no kind models (a veth's pair and its lending, bridge and bond as masters, bridge as
-netns-local, phys and other as adopted only, the macvtap count limit), and the client-side
-class lists (broker._types) are static by necessity, held equal to KINDS by a unit test.
+What the service must know of a class beyond that is a trait of its kind (`LinkKind`:
+`movable`, `lendable`, `paired`, `master`, `port`, `host_chardev`, `creatable`), asked as
+`KINDS[link.cls].movable`: a row's class is a `LinkClass` (classify returns only KINDS' keys,
+the store decodes rows against the Literal), so the lookup cannot miss. The few class names
+still written in the service say why where they stand (the policy's own lists: assignable
+phys links, attachable host bridges). The client-side class lists (broker._types, the pure
+broker._linkprops) are static by necessity, held equal to KINDS by unit tests.
 """
 
 from broker._types import LinkClass

@@ -54,13 +54,38 @@ class CreateRequest:
 
 
 class LinkKind(ABC):
-    """One class of links. `creatable` is False for the classes only adopted from the kernel
-    (phys, other): the wire's CreatableClass names exactly the creatable ones (a unit test
-    holds the two together)."""
+    """One class of links: how a spec of it is checked and made, how the kernel's data of it
+    reads, and its traits, the facts about the class the service asks instead of naming
+    classes (`KINDS[link.cls].movable`, never `link.cls == "bridge"`). Each trait's default
+    is what most classes are; a kind module sets the ones where it differs, and
+    tests/unit/test_kinds_traits.py holds every kind's values, so a changed trait fails.
+    """
 
     cls: ClassVar[LinkClass]
     extra_fields: ClassVar[frozenset[str]] = frozenset()
+    # False for the classes only adopted from the kernel (phys, other): the wire's
+    # CreatableClass names exactly the creatable ones (a unit test holds the two together).
     creatable: ClassVar[bool] = True
+    # Whether the kernel moves such a link between namespaces. False where the driver sets
+    # NETIF_F_NETNS_LOCAL (a bridge): it is never lent, and one a zone holds ends with it.
+    movable: ClassVar[bool] = True
+    # Whether the broker lends such a link (AssignLink) at all. False for `other`: a kernel
+    # kind the broker has no module for is never handed to a zone, least of all as phys.
+    lendable: ClassVar[bool] = True
+    # Made as two links, each end a link of its own naming the other (IFLA_LINK, `peer_id`),
+    # in one zone or two (veth). The cascade rule: the kernel deletes both ends together,
+    # so deleting one removes the other's row too. A lent end is held to its other end
+    # (broker._lending), and an end in the global zone is where the other's frames enter the
+    # host (broker._nospoof).
+    paired: ClassVar[bool] = False
+    # Whether other links of its zone join it as ports through `master` (bridge, bond).
+    master: ClassVar[bool] = False
+    # Whether such a link can be a master's port (the `master` property applies): not a
+    # bridge, which the kernel refuses as a bridge's port (ELOOP).
+    port: ClassVar[bool] = True
+    # Each such link is also a character device in the host's /dev (a macvtap's /dev/tapN):
+    # a kernel object every zone shares, capped per zone by the policy (macvtaps_per_zone).
+    host_chardev: ClassVar[bool] = False
 
     @property
     def kernel_kind(self) -> str | None:

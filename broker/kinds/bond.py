@@ -19,6 +19,7 @@ MIIMON_MAX = (1 << 31) - 1  # the kernel keeps miimon in an int (ms)
 class Bond(LinkKind):
     cls = "bond"
     extra_fields = frozenset({"mode", "miimon"})
+    master = True  # its ports join it as a bridge's do; a bond is a bridge's port too
 
     def validate_kind(self, spec: LinkSpec) -> None:
         if spec.mode is not None and spec.mode not in MODES:

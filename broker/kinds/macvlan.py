@@ -41,4 +41,8 @@ class Macvlan(LinkKind):
 
 
 class Macvtap(Macvlan):
+    """A macvlan with a character device in the host's /dev (/dev/tapN) for a VM to read
+    and write frames through: the policy caps how many of those a zone makes."""
+
     cls: ClassVar[LinkClass] = "macvtap"
+    host_chardev = True

@@ -17,6 +17,7 @@ __all__ = ["Other"]
 class Other(LinkKind):
     cls = "other"
     creatable = False
+    lendable = False  # AssignLink answers Unsupported: see the module docstring
 
     @property
     def kernel_kind(self) -> None:

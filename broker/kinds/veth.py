@@ -12,6 +12,8 @@ __all__ = ["Veth"]
 class Veth(LinkKind):
     cls = "veth"
     extra_fields = frozenset({"peer", "peer_zone", "uplink"})
+    # Two ends, one RTM_NEWLINK: deleting either end deletes the pair (LinkKind.paired).
+    paired = True
 
     def validate_kind(self, spec: LinkSpec) -> None:
         # With an uplink the peer goes to the global zone, under a name the broker may pick.
