@@ -9,14 +9,16 @@ kernel's facts still say they are the links the host lent (broker._lending.lend_
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from broker import _lending as lending
 from broker._linkdump import parse_link_message
 from broker._netlink import KernelLink
+from broker._reconcile_plan import ReconcilePlan, legacy_phys_rows, plan_reconcile
 from broker._service import Broker
 from broker._table import LinkRecord
-from broker.kinds import classify
+from broker.kinds import KINDS, classify
 
 log = logging.getLogger("linkbroker")
 
@@ -24,30 +26,15 @@ log = logging.getLogger("linkbroker")
 _ADOPT_PER_PASS = 128
 
 
-def _same_link_class(link: LinkRecord, k: KernelLink) -> bool:
-    """Whether a table row and a kernel link may be the same link. A row stored as phys
-    before kinds without a module became `other` (issue 14) is corrected in place, ID kept."""
-    cls = classify(k.kind, k.tun_tap)
-    if link.cls == "phys" and cls == "other":
-        link.cls, link.kind = "other", k.kind
-        return True
-    return cls in (link.cls, "phys")
-
-
-def adopt(broker: Broker, zone: str, found: list[KernelLink], room: int | None = None
+def adopt(broker: Broker, zone: str, new: list[KernelLink]
           ) -> tuple[list[LinkRecord], list[LinkRecord]]:
-    """Take kernel links the table lacks into it: owner the zone, class from the kind;
-    at most `room` of them (the zone's link limit), oldest (lowest ifindex) first. The
-    rest stay out of the table: the caller counts them against the limit.
+    """Take the kernel links a plan chose into the table (broker._reconcile_plan decides
+    which, and in which order): owner the zone, class from the kind, IDs allocated in that
+    order; then name each one's peer or parent within the zone.
     Returns (adopted, links already in the table that now name one of them as peer).
-    O(n) in the links found."""
-    if room == 0:
-        return [], []  # a zone at its limit: not even a sort of what it holds
-    new = sorted((k for k in found
-                  if k.name != "lo" and not broker.links.name_taken(zone, k.name)),
-                 key=lambda k: k.ifindex)
-    if room is not None:
-        new = new[:max(room, 0)]
+    O(n) in the links adopted plus the zone's links."""
+    if not new:
+        return [], []
     pairs = [(broker.record_from_kernel(zone, zone, k, broker.links.allocate_id()), k)
              for k in new]
     for link, _ in pairs:
@@ -59,7 +46,7 @@ def adopt(broker: Broker, zone: str, found: list[KernelLink], room: int | None =
         # Peer and parent within the same namespace (link_netnsid absent) can be named.
         if k.link and k.link_netnsid is None:
             other = index.get(k.link)
-            if other is not None and link.cls == "veth":
+            if other is not None and KINDS[link.cls].paired:
                 link.peer_id, other.peer_id = other.id, link.id
                 touched.append(other)
             elif other is not None:
@@ -99,39 +86,45 @@ def known(broker: Broker, zone: str, heard: dict[int, bytes | None]) -> bool:
 
 
 def reconcile_zone(broker: Broker, zone: str, found: list[KernelLink]) -> None:
-    """Make the zone's table rows agree with what its kernel holds: match by ifindex
-    (a rename keeps the ID), then by name; adopt the rest up to the zone's link limit;
-    drop what vanished. O(n) in the links found; rows are written only for links that
-    changed. Kernel links beyond the limit stay out of the table and are counted in
-    `unadopted` (they count against the limit; logged when the count changes)."""
-    by_index = {k.ifindex: k for k in found if k.name != "lo"}
-    by_name = {k.name: k for k in found if k.name != "lo"}
-    matched: dict[int, KernelLink] = {}
-    links = broker.links.in_zone(zone)
-    for link in links:
-        k = by_index.get(link.ifindex) if link.present and link.ifindex else None
-        if k is not None and _same_link_class(link, k) and lending.lend_holds(broker, link, k):
-            matched[link.id] = k
-    taken = {k.ifindex for k in matched.values()}
-    for link in links:
-        if link.id in matched:
-            continue
-        k = by_name.get(link.name)
-        if (k is not None and k.ifindex not in taken
-                and _same_link_class(link, k) and lending.lend_holds(broker, link, k)):
-            matched[link.id] = k
-            taken.add(k.ifindex)
-    stale = [link for link in links if link.id not in matched and not link.persistent]
-    absent = [link for link in links if link.id not in matched and link.persistent
-              and link.present]
-    broker.links.remove_many([link.id for link in stale])
-    broker.lends_ended.difference_update(link.id for link in stale)
+    """Make the zone's table rows agree with what its kernel holds: decided by
+    broker._reconcile_plan.plan_reconcile (match by ifindex, then by name; adopt the rest
+    up to the zone's link limit; drop what vanished), then applied by `commit_reconcile`.
+    O(n) in the links found; rows are written only for links that changed. Kernel links
+    beyond the limit stay out of the table and are counted in `unadopted` (they count
+    against the limit; logged when the count changes)."""
+    rows = broker.links.in_zone(zone)
+    for link_id, kind in legacy_phys_rows(rows, found):
+        link = broker.links.get(link_id)
+        assert link is not None
+        link.cls, link.kind = "other", kind
+    # A watched zone adopts at most _ADOPT_PER_PASS links per pass (~30 ms of the loop:
+    # each new ID is an FF3-1 encryption) and asks its monitor for another pass; boot and
+    # start-up take everything at once.
+    monitor = broker.runtimes[zone].monitor if zone in broker.runtimes else None
+    plan = plan_reconcile(rows, found, holds=functools.partial(lending.lend_holds, broker),
+                          limit=broker.policy.links_allowed(zone),
+                          per_pass=None if monitor is None else _ADOPT_PER_PASS)
+    commit_reconcile(broker, zone, plan)
+    if plan.more and monitor is not None:
+        monitor.poke()
+
+
+def commit_reconcile(broker: Broker, zone: str, plan: ReconcilePlan) -> None:
+    """Apply a reconciliation plan: the table first (renames through a placeholder name, so
+    a name one link frees can be taken by another; adoptions after, IDs in plan order), then
+    one store transaction for what changed, then the events. No await: no read sees the
+    zone half-reconciled."""
+    rows = broker.links.in_zone(zone)
+    by_id = {link.id: link for link in rows}
+    stale = [by_id[i] for i in plan.stale]
+    absent = [by_id[i] for i in plan.absent]
+    broker.links.remove_many(list(plan.stale))
+    broker.lends_ended.difference_update(plan.stale)
     for link in absent:
         link.present, link.ifindex = False, None
     dirty: dict[int, LinkRecord] = {link.id: link for link in absent}
     changed: list[tuple[LinkRecord, str | None]] = []
-    # Renames first, so a name freed by one link can be taken by another.
-    renamed = [(link, matched[link.id]) for link in links if link.id in matched]
+    renamed = [(by_id[i], k) for i, k in plan.matched.items()]
     for link, k in renamed:
         if link.name != k.name:
             changed.append((link, link.name))
@@ -144,18 +137,7 @@ def reconcile_zone(broker: Broker, zone: str, found: list[KernelLink]) -> None:
         before[link.id] = (link.mtu, link.up, link.mac, link.master_id, link.present,
                            link.ifindex)
         link.ifindex, link.present = k.ifindex, True  # known to the index below
-    limit = broker.policy.links_allowed(zone)
-    rest = [k for k in found if k.ifindex not in taken and k.name != "lo"]
-    room = len(rest) if limit is None else max(0, min(len(rest),
-                                                      limit - broker.links.count(zone)))
-    # A watched zone adopts at most _ADOPT_PER_PASS links per pass (~30 ms of the loop:
-    # each new ID is an FF3-1 encryption) and asks its monitor for another pass; boot and
-    # start-up take everything at once.
-    monitor = broker.runtimes[zone].monitor if zone in broker.runtimes else None
-    adopted, touched = adopt(broker, zone, rest,
-                             room if monitor is None else min(room, _ADOPT_PER_PASS))
-    if monitor is not None and len(adopted) == _ADOPT_PER_PASS < room:
-        monitor.poke()
+    adopted, touched = adopt(broker, zone, list(plan.adopt))
     index = broker.links.ifindexes(zone)
     for link, k in renamed:
         broker.refresh(link, k, index)
@@ -166,13 +148,13 @@ def reconcile_zone(broker: Broker, zone: str, found: list[KernelLink]) -> None:
                 changed.append((link, None))
     for link in touched + adopted:
         dirty[link.id] = link
-    beyond = len(rest) - room  # beyond the limit, not merely not yet adopted
-    if beyond != broker.beyond.get(zone, 0):
+    if plan.beyond != broker.beyond.get(zone, 0):
         log.warning("zone %s holds %d kernel links beyond its limit of %s: not adopted, "
-                    "counted against the limit", zone, beyond, limit)
-    broker.beyond[zone] = beyond
-    if len(rest) > len(adopted):
-        broker.unadopted[zone] = len(rest) - len(adopted)
+                    "counted against the limit", zone, plan.beyond,
+                    broker.policy.links_allowed(zone))
+    broker.beyond[zone] = plan.beyond
+    if plan.unadopted:
+        broker.unadopted[zone] = plan.unadopted
     else:
         broker.unadopted.pop(zone, None)
     if stale or dirty:
@@ -182,8 +164,8 @@ def reconcile_zone(broker: Broker, zone: str, found: list[KernelLink]) -> None:
             if adopted:
                 broker.store.set_next_seq(broker.links.ids.next_seq)
     log.debug("zone %s reconciled: %d kernel links, %d adopted, %d changed, %d removed, "
-              "%d beyond the limit", zone, len(found), len(adopted), len(dirty) -
-              len(adopted), len(stale), beyond)
+              "%d beyond the limit", zone, plan.seen, len(adopted),
+              len(dirty) - len(adopted), len(stale), plan.beyond)
     for link in stale:
         broker.publish("link_removed", link)
     for link in absent:
