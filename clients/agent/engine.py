@@ -1,121 +1,133 @@
-"""linkbroker-agent's dealings with the Docker engine and its clean-up through the broker.
+"""linkbroker-agent's one Docker module: the :class:`~clients.agent.protocols.Engine` protocol
+over the Docker SDK.
 
-Split from :mod:`clients.agent.main` to keep modules small: which labels of a container count (the
-operator's, not the image's), whether a container runs, and removing exactly what the agent
-recorded making (:mod:`clients.agent.state`), by broker link ID.
+Everything the agent reads of the Docker engine, and the only module of it that imports
+``docker`` (lazily, so ``--help`` and the unit tests do not need it): Docker's inspect and event
+JSON are turned into plain :class:`~clients.agent.protocols.Container` and
+:class:`~clients.agent.protocols.ContainerEvent` here, so the reconciler decides on data it
+can be given by a fake. No decision is made here: which labels count is
+:func:`clients.agent.reconciler.trusted_labels`'s call; this module only brings the image's
+labels along so it can be made, and says when they could not be read.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from broker.client import Client, LinkbrokerError, LinkNotFound
-from clients.agent.labels import LABEL_PREFIX, operator_labels
-from clients.agent.state import AgentState
+from clients.agent.brokercalls import BrokerCalls, Call
+from clients.agent.labels import LABEL_PREFIX
+from clients.agent.protocols import Container, ContainerEvent
+from clients.agent.reconciler import delete_made as _delete_made
 
-__all__ = [
-    "delete_made",
-    "deleting",
-    "docker_from_env",
-    "gc_bridges",
-    "halting",
-    "labels_of",
-    "running_container",
-]
+__all__ = ["DockerEngine", "delete_made", "docker_from_env"]
 
 LOG = logging.getLogger("linkbroker-agent")
-Call = Callable[[Callable[[Client], Any]], Any]
-
-
-def deleting(name: str, zone: str) -> Callable[[Client], None]:
-    """The DeleteLink call for `_call` (bound now, not when a loop variable changes)."""
-    return lambda c: c.delete_link(name, zone)
-
-
-def halting(name: str) -> Callable[[Client], None]:
-    return lambda c: c.halt_zone(name)
 
 
 def docker_from_env() -> Any:
+    """A Docker SDK client from the environment (DOCKER_HOST, or the local socket)."""
     import docker
 
     return docker.from_env(timeout=30)
 
 
-def labels_of(docker: Any, info: dict[str, Any]) -> dict[str, str]:
-    """The io.linkbroker.* labels the operator gave this container (not its image's).
+class DockerEngine:
+    """The Engine protocol over a Docker SDK client made by `factory`.
 
-    If the image cannot be inspected its labels cannot be told apart: none count (fail closed).
+    The agent outlives any one connection to the engine, so the client is made by
+    :meth:`connect` and dropped by :meth:`close`, again after each loss, while the reconciler
+    keeps this one object.
     """
-    labels: dict[str, str] = dict(info.get("Config", {}).get("Labels") or {})
-    if not any(k.startswith(LABEL_PREFIX) for k in labels):
-        return {}
-    cid = str(info.get("Id", ""))[:12]
-    try:
-        image = docker.api.inspect_image(info["Image"])
-    except Exception as exc:  # docker.errors.* and a missing key alike
-        LOG.error("container %s: image %s cannot be inspected (%s); labels ignored", cid,
-                  info.get("Image"), exc)
-        return {}
-    trusted, ignored = operator_labels(labels, image.get("Config", {}).get("Labels") or {})
-    for key in ignored:
-        LOG.warning("container %s: ignored image label %s: labels that come with the image "
-                    "are not orders", cid, key)
-    return trusted
 
+    def __init__(self, factory: Callable[[], Any] = docker_from_env) -> None:
+        self.factory = factory
+        self._docker: Any = None
 
-def running_container(docker: Any, container: str) -> bool:
-    try:
-        return bool(docker.api.inspect_container(container).get("State", {}).get("Running"))
-    except Exception:  # docker.errors.NotFound: gone
-        return False
+    @property
+    def docker(self) -> Any:
+        if self._docker is None:
+            raise ConnectionError("not connected to the Docker engine")
+        return self._docker
+
+    def connect(self) -> None:
+        """A new SDK client (the previous one closed). It talks to the engine only when first
+        used: :meth:`ping` to know the engine is there."""
+        self.close()
+        self._docker = self.factory()
+
+    def ping(self) -> None:
+        self.docker.ping()
+
+    def close(self) -> None:
+        docker, self._docker = self._docker, None
+        if docker is not None:
+            docker.close()
+
+    def _container(self, info: dict[str, Any]) -> Container | None:
+        """The container of an inspect reply if it runs with a live init process, with its
+        image's labels when it carries io.linkbroker.* labels (None if those cannot be read)."""
+        state = info.get("State", {})
+        if not state.get("Running") or int(state.get("Pid") or 0) <= 0:
+            return None
+        cid = str(info.get("Id", ""))
+        labels: dict[str, str] = dict(info.get("Config", {}).get("Labels") or {})
+        image_labels: dict[str, str] | None = {}
+        if any(k.startswith(LABEL_PREFIX) for k in labels):
+            try:
+                image = self.docker.api.inspect_image(info["Image"])
+                image_labels = dict(image.get("Config", {}).get("Labels") or {})
+            except Exception as exc:  # docker.errors.* and a missing key alike
+                LOG.error("container %s: image %s cannot be inspected (%s); labels ignored",
+                          cid[:12], info.get("Image"), exc)
+                image_labels = None
+        return Container(cid, str(info.get("Name", "")).lstrip("/"), labels, image_labels)
+
+    def running_containers(self, label: str) -> list[Container]:
+        found: list[Container] = []
+        for listed in self.docker.api.containers(filters={"label": label}):
+            container = self._container(self.docker.api.inspect_container(listed["Id"]))
+            if container is not None:
+                found.append(container)
+        return found
+
+    def container(self, container_id: str) -> Container | None:
+        api = self.docker.api  # not connected: an engine loss, not a gone container
+        try:
+            info = api.inspect_container(container_id)
+        except Exception as exc:  # docker.errors.NotFound and the like: gone already
+            raise LookupError(str(exc)) from exc
+        return self._container(info)
+
+    def is_running(self, container_id: str) -> bool:
+        api = self.docker.api  # not connected: an engine loss, never "not running"
+        try:
+            info = api.inspect_container(container_id)
+            return bool(info.get("State", {}).get("Running"))
+        except Exception:  # docker.errors.NotFound: gone
+            return False
+
+    def events(self) -> Iterator[ContainerEvent]:
+        """Docker's container events from a second ago on, as plain events (an event without
+        a container ID is dropped)."""
+        since = int(time.time()) - 1
+        stream: Any = self.docker.events(decode=True, since=since,
+                                         filters={"type": "container"})
+        try:
+            for raw in stream:
+                actor = raw.get("Actor") or {}
+                cid = str(actor.get("ID") or raw.get("id") or "")
+                if cid:
+                    yield ContainerEvent(str(raw.get("Action") or raw.get("status") or ""),
+                                         cid, dict(actor.get("Attributes") or {}))
+        finally:
+            stream.close()
 
 
 def delete_made(call: Call, zone: str, ids: list[int]) -> None:
-    """Delete the links with these broker IDs, wherever they are now (a lent end comes home
-    under another name at halt). IDs are never reused, so nothing else can match."""
-    for link_id in ids:
-        link = next((lk for lk in call(lambda c: c.list_links()) if lk.id == link_id), None)
-        if link is None:
-            continue  # gone with its peer, or with the zone
-        if link.owner != "global":
-            # Everything the agent makes is the global zone's: a zone's own link under a
-            # recorded ID means the record is not this broker's (a state file outliving
-            # the broker's store). Never touch it.
-            LOG.error("zone %s: recorded ID %d is %s of zone %s, not the agent's; left alone",
-                      zone, link_id, link.name, link.owner)
-            continue
-        name, where = link.name, link.zone
-        try:
-            call(deleting(name, where))
-            LOG.info("zone %s: deleted %s %s (ID %d)", zone, link.class_, name, link_id)
-        except LinkNotFound:
-            pass
-        except LinkbrokerError as exc:
-            LOG.error("zone %s: delete of %s failed: %s", zone, name, exc)
-
-
-def gc_bridges(call: Call, state: AgentState) -> None:
-    """Delete the bridges the agent created that no port is left on."""
-    if not state.bridges:
-        return
-    links = call(lambda c: c.list_links(zone="global"))
-    by_id = {lk.id: lk for lk in links}
-    for bridge_id in sorted(state.bridges):
-        bridge = by_id.get(bridge_id)
-        if bridge is not None and any(lk.master == bridge.name for lk in links):
-            continue
-        state.bridges.discard(bridge_id)
-        state.save()
-        if bridge is None:
-            continue
-        name = bridge.name
-        try:
-            call(deleting(name, "global"))
-            LOG.info("deleted bridge %s: no port left", name)
-        except LinkNotFound:
-            pass
-        except LinkbrokerError as exc:
-            LOG.error("cleanup of bridge %s failed: %s", name, exc)
+    """:func:`clients.agent.reconciler.delete_made` over a ``call`` function, as this helper
+    was called before the reconciler existed (``tests/test_agent_addresses.py`` cleans up
+    with it against a real broker)."""
+    _delete_made(BrokerCalls(call), zone, ids)
