@@ -17,6 +17,7 @@ import msgspec
 
 from broker import _addresses as addresses
 from broker._authorize import Attach, Subject, UseParent, acting_for, authorize
+from broker._create_plan import plan_create, records
 from broker._errors import (
     InvalidParameter,
     KernelError,
@@ -32,7 +33,7 @@ from broker._service import Broker, Caller
 from broker._store import Intent
 from broker._table import LinkRecord
 from broker._types import LinkReply, LinkSpec
-from broker.kinds import KINDS, Resolved
+from broker.kinds import KINDS
 
 
 async def create_link(broker: Broker, caller: Caller, p: CreateLinkParams) -> LinkReply:
@@ -118,8 +119,9 @@ async def make(broker: Broker, owner: str, spec: LinkSpec, zone: str, peer_zone:
                peer_master: LinkRecord | None = None) -> LinkRecord:
     """Make a validated spec in the kernel and the table; the zone locks are held.
     `ids` re-uses the IDs of a persistent link being re-created; `peer_master` is the
-    bridge (in `peer_zone`) the peer end becomes a port of, up, as an uplink."""
-    kind = KINDS[spec.class_]
+    bridge (in `peer_zone`) the peer end becomes a port of, up, as an uplink.
+    The executor of a `CreatePlan` (broker._create_plan decides): intent, one worker job,
+    the follow-up steps, then the rows committed in one transaction."""
     parent = master = None
     if spec.parent is not None:
         parent = broker.resolve_in(owner, zone, spec.parent, global_too=True)
@@ -127,51 +129,26 @@ async def make(broker: Broker, owner: str, spec: LinkSpec, zone: str, peer_zone:
         master = broker.resolve_in(owner, zone, spec.master, global_too=False)
         if not KINDS[master.cls].master:
             raise InvalidParameter("link.master")
-    resolved = Resolved(
-        parent_ifindex=parent.ifindex if parent else None,
-        master_ifindex=master.ifindex if master else None,
-    )
-    request = kind.request(spec, resolved)
-    attrs = request.attrs
-    if spec.mtu is not None:
-        attrs["mtu"] = spec.mtu
-    if spec.mac is not None:
-        attrs["address"] = spec.mac
-    if spec.up:
-        attrs["state"] = "up"
-    if master is not None:
-        attrs["master"] = master.ifindex
-    if spec.peer is not None:
-        attrs["peer"] = dict(attrs["peer"])
-        if spec.mtu is not None:
-            attrs["peer"]["mtu"] = spec.mtu
-        if peer_zone != zone:
-            attrs["peer"]["net_ns_fd"] = broker.runtime(peer_zone).netns_fd
-            if attrs["peer"]["net_ns_fd"] is None:  # the peer goes to the host
-                attrs["peer"]["net_ns_fd"] = broker.host_fd()
-    # Where the message goes: to the parent's zone when the parent lives elsewhere
-    # (the kernel places the new link straight into `zone`), else to `zone` itself.
-    sender = broker.runtime(parent.zone if parent and parent.zone != zone else zone)
-    target_fd = None
-    if parent is not None and parent.zone != zone:
-        target_fd = broker.runtime(zone).netns_fd
-        if target_fd is None:
-            target_fd = broker.host_fd()
+    plan = plan_create(spec, zone, peer_zone, parent=parent, master=master,
+                       peer_master=peer_master)
+    request = plan.request
+    if plan.peer_in is not None:
+        request.attrs["peer"]["net_ns_fd"] = _fd(broker, plan.peer_in)
+    target_fd = None if plan.place_in is None else _fd(broker, plan.place_in)
 
     if ids is None:
         link_id = broker.links.allocate_id()
         peer_id = broker.links.allocate_id() if spec.peer is not None else None
     else:
         link_id, peer_id = ids
-    planned = [(zone, spec.name)] + ([(peer_zone, spec.peer)] if spec.peer else [])
     with broker.store.transaction():
         broker.store.set_next_seq(broker.links.ids.next_seq)
-        broker.store.put_intent(Intent(link_id, planned))
+        broker.store.put_intent(Intent(link_id, list(plan.names)))
 
     # One worker job: the RTM_NEWLINK (its echo is the read-back of the new link) and
     # the peer's read-back in its own namespace (to learn its ifindex and MAC).
     try:
-        made, peer_made = await sender.netlink.create(
+        made, peer_made = await broker.runtime(plan.send_from).netlink.create(
             spec.name, request, spec.class_, target_fd,
             made_in=broker.runtime(zone).netlink if target_fd is not None else None,
             peer=(broker.runtime(peer_zone).netlink, spec.peer) if spec.peer else None)
@@ -181,41 +158,24 @@ async def make(broker: Broker, owner: str, spec: LinkSpec, zone: str, peer_zone:
             broker.store.delete_intent(link_id)
         raise
     try:
-        if request.ioctl_tap and (spec.mtu or spec.mac or spec.up or master):
-            props = {k: v for k, v in attrs.items()
-                     if k in ("mtu", "address", "master", "state")}
+        if plan.configure:
             made = await broker.runtime(zone).netlink.set(
-                made.ifindex, f"configure {spec.name}", read_back=True, **props) or made
-        if peer_made is not None and peer_master is not None:
-            # The kernel ignores IFLA_MASTER inside the veth peer info: a second step.
+                made.ifindex, f"configure {spec.name}", read_back=True,
+                **plan.configure) or made
+        if peer_made is not None and plan.attach_peer_to is not None:
+            assert peer_master is not None
             peer_made = await broker.runtime(peer_zone).netlink.set(
                 peer_made.ifindex, f"attach {spec.peer} to bridge {peer_master.name}",
-                read_back=True, master=peer_master.ifindex, state=True) or peer_made
+                read_back=True, master=plan.attach_peer_to, state=True) or peer_made
     except BaseException:
         await _undo_create(broker, zone, spec.name)
         with contextlib.suppress(LinkbrokerError, OSError):
             broker.store.delete_intent(link_id)
         raise
 
-    link = broker.record_from_kernel(zone, owner, made, link_id)
-    link.cls = spec.class_
-    for name in ("mode", "vni", "remote", "local", "vid", "protocol", "miimon", "ttl"):
-        if getattr(link, name) is None:  # not decoded from the kernel's reply: as asked
-            setattr(link, name, getattr(spec, name))
-    link.persistent = bool(spec.persistent)
-    link.parent_id = parent.id if parent else None
-    link.master_id = master.id if master else None
-    if owner == GLOBAL_ZONE and zone != GLOBAL_ZONE:
-        link.home_name = spec.name
-    added = [link]
-    if peer_made is not None and peer_id is not None:
-        peer = broker.record_from_kernel(peer_zone, owner, peer_made, peer_id)
-        peer.persistent = link.persistent
-        peer.peer_id, link.peer_id = link.id, peer.id
-        peer.master_id = peer_master.id if peer_master else None
-        if owner == GLOBAL_ZONE and peer_zone != GLOBAL_ZONE:
-            peer.home_name = spec.peer
-        added.append(peer)
+    added = records(spec, zone, peer_zone, owner, made=made, peer_made=peer_made,
+                    ids=(link_id, peer_id), parent=parent, master=master,
+                    peer_master=peer_master)
     for rec in added:
         broker.links.add(rec)
     with broker.store.transaction():
@@ -223,7 +183,13 @@ async def make(broker: Broker, owner: str, spec: LinkSpec, zone: str, peer_zone:
         broker.store.delete_intent(link_id)
     for rec in added:
         broker.publish("link_added", rec)
-    return link
+    return added[0]
+
+
+def _fd(broker: Broker, zone: str) -> int:
+    """A zone's namespace fd to place a link into (the global zone's is the host's)."""
+    fd = broker.runtime(zone).netns_fd
+    return broker.host_fd() if fd is None else fd
 
 
 async def recreate_persistent(broker: Broker, zone: str) -> list[str]:

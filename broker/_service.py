@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from broker import _addresses as addresses
+from broker._create_plan import row_from_kernel
 from broker._errors import (
     InvalidParameter,
     LimitExceeded,
@@ -63,7 +64,7 @@ from broker._types import (
     ZoneReply,
     ZonesReply,
 )
-from broker.kinds import KINDS, classify
+from broker.kinds import KINDS
 from zones.handle import ZoneHandle
 
 __all__ = ["Broker", "Caller", "Runtime"]
@@ -177,15 +178,7 @@ class Broker:
 
     def record_from_kernel(self, zone: str, owner: str, k: KernelLink,
                            link_id: int) -> LinkRecord:
-        cls = classify(k.kind, k.tun_tap)
-        # The kernel's kind string is kept where the class does not say it (`other`; a phys
-        # link has none to keep).
-        return LinkRecord(
-            id=link_id, name=k.name, cls=cls, zone=zone, owner=owner,
-            ifindex=k.ifindex, mac=k.mac, mtu=k.mtu, up=k.up, mode=k.mode, vni=k.vni,
-            remote=k.remote, local=k.local, port=k.port,
-            kind=k.kind if KINDS[cls].kernel_kind is None else None,
-        )
+        return row_from_kernel(zone, owner, k, link_id)
 
     def refresh(self, link: LinkRecord, k: KernelLink,
                 index: dict[int, LinkRecord] | None = None) -> None:
