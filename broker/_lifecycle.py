@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from broker import _create as creation
 from broker import _lending as lending
+from broker import _teardown_plan as teardown
 from broker._errors import (
     HaltIncomplete,
     InvalidName,
@@ -192,11 +193,16 @@ async def halt_zone(broker: Broker, caller: Caller, p: HaltZoneParams) -> Empty:
     return Empty()
 
 
+def _peer_zone(broker: Broker) -> Callable[[LinkRecord], str | None]:
+    """Where a link's peer is, for the teardown planner (None: no peer)."""
+    def peer_zone(link: LinkRecord) -> str | None:
+        peer = broker.links.get(link.peer_id)
+        return None if peer is None else peer.zone
+    return peer_zone
+
+
 def _reaches_out(broker: Broker, link: LinkRecord) -> bool:
-    """Whether taking `link` out of its zone changes another zone: lent, or a veth
-    with its other end elsewhere (an uplink's port on a host bridge)."""
-    peer = broker.links.get(link.peer_id)
-    return link.onloan or (peer is not None and peer.zone != link.zone)
+    return teardown.reaches_out(link, _peer_zone(broker)(link))
 
 
 async def teardown_zone(broker: Broker, name: str, *, dying: bool = False) -> list[str]:
@@ -225,22 +231,22 @@ async def teardown_zone(broker: Broker, name: str, *, dying: bool = False) -> li
         if rt is not None and rt.monitor is not None:
             rt.monitor.close()  # no resync of what the halt itself deletes
     async with broker.locked(name):
-        # Newest first: ports and stacked links go before their bridges and parents, so
-        # a persistent port is recorded still on its bridge.
-        deleted: set[int] = set()
-        for link in sorted(broker.links.in_zone(name), key=broker.links.order, reverse=True):
-            if broker.links.get(link.id) is not link or _reaches_out(broker, link):
-                continue  # handled in (1) and (3)
-            if (not dying and link.id not in deleted and link.present
-                    and link.ifindex is not None):
-                try:
-                    await broker.runtime(name).netlink.delete(link.ifindex)
-                except KernelError as exc:
-                    if exc.errno != errno.ENODEV:  # ENODEV: gone with its parent
-                        errors.append(f"link {link.name}: {exc}")
-                except (LinkbrokerError, OSError) as exc:
+        # The order is broker._teardown_plan's; each link is checked again before its
+        # delete (the loop awaits the kernel between them).
+        for link_id in teardown.own_deletes(broker.links.in_zone(name),
+                                            order=broker.links.order,
+                                            peer_zone=_peer_zone(broker), dying=dying):
+            link = broker.links.get(link_id)
+            if (link is None or link.zone != name or _reaches_out(broker, link)
+                    or not link.present or link.ifindex is None):
+                continue  # gone meanwhile, or handled in (1) and (3)
+            try:
+                await broker.runtime(name).netlink.delete(link.ifindex)
+            except KernelError as exc:
+                if exc.errno != errno.ENODEV:  # ENODEV: gone with its parent
                     errors.append(f"link {link.name}: {exc}")
-            deleted.update((link.id, link.peer_id or 0))
+            except (LinkbrokerError, OSError) as exc:
+                errors.append(f"link {link.name}: {exc}")
         if zone.attached and zone.pid is not None:
             try:
                 from zones.attach import detach_socket
@@ -251,12 +257,13 @@ async def teardown_zone(broker: Broker, name: str, *, dying: bool = False) -> li
             zone.attached = False
     async with broker.locked(GLOBAL_ZONE, name):
         await _teardown_outward(broker, name, failed)  # anything lent meanwhile
-        own = broker.links.in_zone(name)
-        kept = [link for link in own if link.persistent]
+        own = {link.id: link for link in broker.links.in_zone(name)}
+        kept_ids, forgotten_ids = teardown.leftovers(list(own.values()))
+        kept = [own[i] for i in kept_ids]
         for link in kept:
             link.present, link.ifindex = False, None
         broker.store.put_links(kept)
-        broker.forget([link for link in own if not link.persistent])
+        broker.forget([own[i] for i in forgotten_ids])
         rt = broker.runtimes.pop(name, None)
         if rt is not None:
             rt.close()
@@ -271,12 +278,16 @@ async def teardown_zone(broker: Broker, name: str, *, dying: bool = False) -> li
 
 async def _teardown_outward(broker: Broker, name: str,
                             failed: Callable[[LinkRecord, Exception], None]) -> None:
-    """Phase (1) of `teardown_zone`: the zone's links that reach into other zones."""
-    for link in sorted(broker.links.in_zone(name), key=broker.links.order, reverse=True):
-        if broker.links.get(link.id) is not link or not _reaches_out(broker, link):
+    """Phase (1) of `teardown_zone`: the zone's links that reach into other zones, in
+    broker._teardown_plan's order, each checked again before its step."""
+    for link_id, step in teardown.outward_steps(broker.links.in_zone(name),
+                                                order=broker.links.order,
+                                                peer_zone=_peer_zone(broker)):
+        link = broker.links.get(link_id)
+        if link is None or link.zone != name or not _reaches_out(broker, link):
             continue
         try:
-            if link.onloan:
+            if step == "home":
                 await _return_home(broker, link)
             else:
                 await _remove_owned(broker, link)
