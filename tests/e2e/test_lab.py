@@ -1,7 +1,8 @@
 """End to end on the Docker lab (compose.yaml): broker + agent, zones red and blue, and evil.
 
-The tests run in file order and share the session's lab: they boot, check, stop and finally
-take the lab down themselves (then bring it up again for whatever test follows). The host's
+The tests share the session's lab and each leaves it as it found it, so none depends on
+another or on their order: the one that stops red starts it again, the one that takes the lab
+down brings it up again (and finds the zones to check by itself). The host's
 network namespace is the global zone (the broker service runs with network_mode: host), so
 the host's own view (`ip`, /proc) is the global zone's.
 """
@@ -205,7 +206,10 @@ def test_red_cannot_see_or_delete_blues_links(lab: str) -> None:
         assert client.get_link("eth0", "blue").state == "up"
 
 
-def test_red_creates_its_own_bridge(lab: str) -> None:
+def test_red_stopped_and_started_again(lab: str) -> None:
+    """One story, so no test leans on another's leftovers: red makes a bridge of its own;
+    stopped, its zone halts, the bridge goes, the lent eth0 comes home and the agent deletes
+    the pair; started again, red is booted again and pings blue (the lab as it was)."""
     red = _container(lab, "red")
     done = _linkadm(red, "create-link", "rbr0", "--class", "bridge")
     assert done.returncode == 0, done.stderr
@@ -215,30 +219,27 @@ def test_red_creates_its_own_bridge(lab: str) -> None:
         link = client.get_link("rbr0", "red")
         assert link.owner == "red" and not link.onloan
 
-
-def test_stopping_red_returns_and_removes_its_links(lab: str) -> None:
-    red = _container(lab, "red")
     _docker("stop", "-t", "2", red)
-    _wait("zone red halted", lambda: "red" not in _zones(), timeout=30)
-    with Client(HOST_SOCKET, timeout=10) as client:
-        with pytest.raises(ZoneNotFound):
-            client.list_links(zone="red")
-        links = client.list_links()
-    assert not [lk for lk in links if lk.name == "rbr0"], "red's own bridge outlived it"
-    # The lent eth0 came home to the global zone (renamed: the host has an eth0 of its own),
-    # then the agent deleted the pair by its host end; the host's eth0 is untouched.
-    _wait("red's veth pair gone", lambda: not ({"lbred"} & _global_link_names()
-                                              | {"lbred"} & _host_link_names()), timeout=15)
-    with Client(HOST_SOCKET, timeout=10) as client:
-        assert not [lk for lk in client.list_links() if lk.peer == "lbred"]
-        assert client.get_link("eth0", "global").class_ == "phys"
-        assert client.get_link("lbblue", "global").master == BRIDGE  # blue is unaffected
-    assert "rbr0" not in _host_link_names()
+    try:
+        _wait("zone red halted", lambda: "red" not in _zones(), timeout=30)
+        with Client(HOST_SOCKET, timeout=10) as client:
+            with pytest.raises(ZoneNotFound):
+                client.list_links(zone="red")
+            links = client.list_links()
+        assert not [lk for lk in links if lk.name == "rbr0"], "red's own bridge outlived it"
+        # The lent eth0 came home to the global zone (renamed: the host has an eth0 of its
+        # own), then the agent deleted the pair by its host end; the host's eth0 is untouched.
+        _wait("red's veth pair gone", lambda: not ({"lbred"} & _global_link_names()
+                                                  | {"lbred"} & _host_link_names()),
+              timeout=15)
+        with Client(HOST_SOCKET, timeout=10) as client:
+            assert not [lk for lk in client.list_links() if lk.peer == "lbred"]
+            assert client.get_link("eth0", "global").class_ == "phys"
+            assert client.get_link("lbblue", "global").master == BRIDGE  # blue unaffected
+        assert "rbr0" not in _host_link_names()
+    finally:
+        _docker("start", red)
 
-
-def test_red_restarted_is_booted_again(lab: str) -> None:
-    red = _container(lab, "red")
-    _docker("start", red)
     def booted() -> Zone | None:
         zone = _zones().get("red")
         return zone if zone is not None and "eth0" in zone.links else None
@@ -280,6 +281,8 @@ def test_nothing_left_after_down(lab: str, docker_compose_file: str) -> None:
 
     compose = ["docker-compose", "-f", docker_compose_file, "-p", lab]
     before = mounts()
+    # The zones alive now (and any an earlier test saw): gone after `down`, whatever ran.
+    seen = SEEN_NETNS | {z.netns_inode for name, z in _zones().items() if name != "global"}
     down = _run(*compose, "down", "-v", "--remove-orphans", "--timeout", "5", timeout=120)
     assert down.returncode == 0, down.stderr
     try:
@@ -288,8 +291,8 @@ def test_nothing_left_after_down(lab: str, docker_compose_file: str) -> None:
         after = mounts()
         assert all(line.split()[4] == "/run/linkbroker" for line in after), after
         assert len(after) <= len(before)
-        assert SEEN_NETNS, "no zone namespace was seen"
-        alive = SEEN_NETNS & _live_netns_inodes()
+        assert seen, "no zone namespace was seen"
+        alive = seen & _live_netns_inodes()
         assert not alive, f"zone namespaces still alive: {alive}"
     finally:
         up = _run(*compose, "up", "-d", timeout=120)
