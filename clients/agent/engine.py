@@ -79,7 +79,9 @@ class DockerEngine:
             try:
                 image = self.docker.api.inspect_image(info["Image"])
                 image_labels = dict(image.get("Config", {}).get("Labels") or {})
-            except Exception as exc:  # docker.errors.* and a missing key alike
+            # docker.errors.APIError/NotFound and the SDK's connection errors are OSErrors
+            # (through requests); a reply without the key is a KeyError.
+            except (OSError, KeyError) as exc:
                 LOG.error("container %s: image %s cannot be inspected (%s); labels ignored",
                           cid[:12], info.get("Image"), exc)
                 image_labels = None
@@ -97,7 +99,7 @@ class DockerEngine:
         api = self.docker.api  # not connected: an engine loss, not a gone container
         try:
             info = api.inspect_container(container_id)
-        except Exception as exc:  # docker.errors.NotFound and the like: gone already
+        except OSError as exc:  # docker.errors.NotFound (an OSError): gone already
             raise LookupError(str(exc)) from exc
         return self._container(info)
 
@@ -106,7 +108,7 @@ class DockerEngine:
         try:
             info = api.inspect_container(container_id)
             return bool(info.get("State", {}).get("Running"))
-        except Exception:  # docker.errors.NotFound: gone
+        except OSError:  # docker.errors.NotFound (an OSError): gone
             return False
 
     def events(self) -> Iterator[ContainerEvent]:

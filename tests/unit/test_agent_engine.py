@@ -16,8 +16,8 @@ CID = "c0ffee" * 10 + "abcd"
 OTHER = "0ddba11" * 9 + "f"
 
 
-class NotFound(Exception):
-    """As docker.errors.NotFound."""
+class NotFound(OSError):
+    """As docker.errors.NotFound, which is an OSError through requests' RequestException."""
 
 
 class Stream:
@@ -151,3 +151,11 @@ def test_events_are_plain_and_the_stream_is_closed() -> None:
     assert docker.stream.closed
     assert docker.events_args["filters"] == {"type": "container"}
     assert docker.events_args["decode"] is True
+
+
+def test_the_sdks_errors_are_the_oserrors_the_engine_catches() -> None:
+    """DockerEngine catches OSError around inspect calls: true of the real SDK's errors."""
+    errors = pytest.importorskip("docker.errors")
+    requests_exceptions = pytest.importorskip("requests.exceptions")
+    for cls in (errors.NotFound, errors.APIError, requests_exceptions.ConnectionError):
+        assert issubclass(cls, OSError), cls
