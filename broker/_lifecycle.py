@@ -193,16 +193,14 @@ async def halt_zone(broker: Broker, caller: Caller, p: HaltZoneParams) -> Empty:
     return Empty()
 
 
-def _peer_zone(broker: Broker) -> Callable[[LinkRecord], str | None]:
+def _peer_zone(broker: Broker, link: LinkRecord) -> str | None:
     """Where a link's peer is, for the teardown planner (None: no peer)."""
-    def peer_zone(link: LinkRecord) -> str | None:
-        peer = broker.links.get(link.peer_id)
-        return None if peer is None else peer.zone
-    return peer_zone
+    peer = broker.links.get(link.peer_id)
+    return None if peer is None else peer.zone
 
 
 def _reaches_out(broker: Broker, link: LinkRecord) -> bool:
-    return teardown.reaches_out(link, _peer_zone(broker)(link))
+    return teardown.reaches_out(link, _peer_zone(broker, link))
 
 
 async def teardown_zone(broker: Broker, name: str, *, dying: bool = False) -> list[str]:
@@ -235,7 +233,8 @@ async def teardown_zone(broker: Broker, name: str, *, dying: bool = False) -> li
         # delete (the loop awaits the kernel between them).
         for link_id in teardown.own_deletes(broker.links.in_zone(name),
                                             order=broker.links.order,
-                                            peer_zone=_peer_zone(broker), dying=dying):
+                                            peer_zone=functools.partial(_peer_zone, broker),
+                                            dying=dying):
             link = broker.links.get(link_id)
             if (link is None or link.zone != name or _reaches_out(broker, link)
                     or not link.present or link.ifindex is None):
@@ -282,7 +281,7 @@ async def _teardown_outward(broker: Broker, name: str,
     broker._teardown_plan's order, each checked again before its step."""
     for link_id, step in teardown.outward_steps(broker.links.in_zone(name),
                                                 order=broker.links.order,
-                                                peer_zone=_peer_zone(broker)):
+                                                peer_zone=functools.partial(_peer_zone, broker)):
         link = broker.links.get(link_id)
         if link is None or link.zone != name or not _reaches_out(broker, link):
             continue

@@ -46,7 +46,7 @@ from typing import Any
 
 from broker._linkdump import link_notifications
 from broker._tasks import Stage, Tasks, owner
-from zones._ns import in_netns, run_in_netns
+from zones._ns import in_netns
 
 __all__ = ["ZoneMonitor"]
 
@@ -66,12 +66,11 @@ def _link_socket() -> socket.socket:
 
 
 class ZoneMonitor:
-    def __init__(self, zone: str, netns_fd: int | None, resync: _Job, gone: _Job,
+    def __init__(self, zone: str, sock: socket.socket, resync: _Job, gone: _Job,
                  deleted: Callable[[str, list[int]], None] | None = None, *,
-                 sock: socket.socket | None = None, tasks: Tasks | None = None) -> None:
-        """`sock`: the zone's link socket, made by `opened`; without it the socket is made
-        here, and the calling thread waits for the opener thread (synchronous callers only:
-        a coroutine uses `opened`). `tasks`: the owner of its tasks (default: the loop's)."""
+                 tasks: Tasks | None = None) -> None:
+        """`sock`: the zone's link socket, bound to RTMGRP_LINK inside the zone (`opened`
+        makes it off the loop). `tasks`: the owner of its tasks (default: the loop's)."""
         self.zone = zone
         self._resync = resync
         self._gone = gone
@@ -87,7 +86,7 @@ class ZoneMonitor:
         self.resyncs = 0  # how many ran: the tests' proof that bursts are coalesced
         self._loop = asyncio.get_running_loop()
         self._owner = tasks if tasks is not None else owner()
-        self._sock = sock if sock is not None else run_in_netns(netns_fd, _link_socket)
+        self._sock = sock
         self._loop.add_reader(self._sock.fileno(), self._on_link_message)
         self._pending: asyncio.TimerHandle | None = None
         self._pidfd: int | None = None
@@ -103,7 +102,7 @@ class ZoneMonitor:
         constructor, so a caller that replies afterwards misses no change made after it."""
         sock = await in_netns(netns_fd, _link_socket)
         try:
-            return cls(zone, netns_fd, resync, gone, deleted, sock=sock, tasks=tasks)
+            return cls(zone, sock, resync, gone, deleted, tasks=tasks)
         except BaseException:
             sock.close()
             raise

@@ -13,6 +13,7 @@ import functools
 import logging
 
 from broker import _lending as lending
+from broker._create_plan import row_from_kernel
 from broker._linkdump import parse_link_message
 from broker._netlink import KernelLink
 from broker._reconcile_plan import ReconcilePlan, legacy_phys_rows, plan_reconcile
@@ -35,7 +36,7 @@ def adopt(broker: Broker, zone: str, new: list[KernelLink]
     O(n) in the links adopted plus the zone's links."""
     if not new:
         return [], []
-    pairs = [(broker.record_from_kernel(zone, zone, k, broker.links.allocate_id()), k)
+    pairs = [(row_from_kernel(zone, zone, k, broker.links.allocate_id()), k)
              for k in new]
     for link, _ in pairs:
         broker.links.add(link)

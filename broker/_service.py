@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import msgspec
 
 from broker import _addresses as addresses
-from broker._create_plan import row_from_kernel
 from broker._errors import (
     InvalidParameter,
     LimitExceeded,
@@ -175,10 +174,6 @@ class Broker:
 
     def runtime(self, zone: str) -> Runtime:
         return self.runtimes[zone]
-
-    def record_from_kernel(self, zone: str, owner: str, k: KernelLink,
-                           link_id: int) -> LinkRecord:
-        return row_from_kernel(zone, owner, k, link_id)
 
     def refresh(self, link: LinkRecord, k: KernelLink,
                 index: dict[int, LinkRecord] | None = None) -> None:

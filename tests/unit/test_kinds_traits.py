@@ -70,7 +70,7 @@ def test_derived_sets_are_the_old_literal_ones() -> None:
     assert where("paired") == {"veth"}
     assert where("host_chardev") == {"macvtap"}
     assert where("creatable", False) == {"phys", "other"}
-    # record_from_kernel keeps the kernel's kind string where the class does not say it.
+    # row_from_kernel keeps the kernel's kind string where the class does not say it.
     assert {cls for cls, kind in KINDS.items() if kind.kernel_kind is None} == {"phys", "other"}
 
 

@@ -153,7 +153,7 @@ def test_monitor_resyncs_go_through_the_owner_and_survive_a_failing_one(
         # else running on this machine) must not count as resyncs here.
         quiet, other = socket.socketpair()
         quiet.setblocking(False)
-        monitor = ZoneMonitor("z", None, resync, gone, sock=quiet, tasks=tasks)
+        monitor = ZoneMonitor("z", quiet, resync, gone, tasks=tasks)
         try:
             monitor.poke()
             monitor.poke()  # coalesced with the first
